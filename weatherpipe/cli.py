@@ -1,0 +1,212 @@
+"""``weatherpipe``: the command line. Each stage command calls the same ``run(settings, …)`` the DAG and tests call."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from weatherpipe.errors import PipelineError
+from weatherpipe.log import REDACT, configure_logging
+from weatherpipe.results import StageResult
+from weatherpipe.settings import Settings, load_settings
+
+app = typer.Typer(help="Weather data platform: ingest -> bronze -> silver -> gold.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+stack_app = typer.Typer(help="Local services without Docker (Kafka protocol, S3, PostgreSQL).", no_args_is_help=True)
+config_app = typer.Typer(help="Inspect the effective settings.", no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+app.add_typer(config_app, name="config")
+
+log = logging.getLogger("weatherpipe")
+
+
+def _settings() -> Settings:
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format, settings.secrets())
+    return settings
+
+
+def _echo_result(result: StageResult) -> None:
+    typer.echo(json.dumps(result.to_dict(), default=str, indent=2))
+
+
+DateOpt = Annotated[dt.datetime | None, typer.Option(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"],
+                                                     help="UTC start of the data interval")]
+EndOpt = Annotated[dt.datetime | None, typer.Option(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"],
+                                                    help="UTC end of the data interval (exclusive)")]
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    return value.replace(tzinfo=dt.UTC) if value is not None and value.tzinfo is None else value
+
+
+# -- config ---------------------------------------------------------------------------------------------------
+@config_app.command("show")
+def config_show() -> None:
+    """Print the effective settings as JSON, every secret redacted."""
+    typer.echo(json.dumps(_settings().redacted(), indent=2, default=str))
+
+
+# -- stack ----------------------------------------------------------------------------------------------------
+def _print_statuses(statuses: list[Any]) -> None:
+    for s in statuses:
+        pid = f" pid={s.pid}" if s.pid else ""
+        detail = f" ({s.detail})" if s.detail else ""
+        typer.echo(f"{s.name:<9} {s.state:<9} {s.url}{pid}{detail}")
+
+
+@stack_app.command("up")
+def stack_up() -> None:
+    """Start (or reuse) every local service and wait until each is healthy."""
+    from weatherpipe import stack
+
+    _print_statuses(stack.up(_settings()))
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop the services this stack started (an external PostgreSQL is left running)."""
+    from weatherpipe import stack
+
+    _print_statuses(stack.down(_settings()))
+
+
+@stack_app.command("status")
+def stack_status() -> None:
+    """Show each service, its URL and whether it answers its health check."""
+    from weatherpipe import stack
+
+    statuses = stack.status(_settings())
+    _print_statuses(statuses)
+    if any(s.state in {"down", "unhealthy"} for s in statuses):
+        raise typer.Exit(3)
+
+
+# -- stages ---------------------------------------------------------------------------------------------------
+@app.command()
+def ingest(
+    source: Annotated[str, typer.Option(help="openweather | open-meteo | open-meteo-archive | replay")] = "replay",
+    cities: Annotated[str | None, typer.Option(help="comma-separated city ids (default: all configured)")] = None,
+    start: DateOpt = None,
+    end: EndOpt = None,
+    run_id: Annotated[str | None, typer.Option(help="run identity (default: a new one)")] = None,
+) -> None:
+    """Fetch observations and publish them to Kafka."""
+    from ingestion import stage
+
+    ids = [c.strip() for c in cities.split(",")] if cities else None
+    _echo_result(stage.run(_settings(), source=source, city_ids=ids, start=_utc(start), end=_utc(end),
+                           run_id=run_id, progress=sys.stderr.isatty()))
+
+
+@app.command()
+def bronze(
+    follow: Annotated[bool, typer.Option("--follow/--drain", help="stream forever, or drain to the end and exit")] = False,
+    run_id: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Move messages from Kafka into raw Parquet on S3, exactly once."""
+    from ingestion import bronze_sink
+
+    _echo_result(bronze_sink.run(_settings(), follow=follow, run_id=run_id))
+
+
+@app.command()
+def silver(start: DateOpt = None, end: EndOpt = None, run_id: Annotated[str | None, typer.Option()] = None) -> None:
+    """PySpark: bronze -> cleaned, validated, deduplicated rows in Postgres staging."""
+    from spark_jobs import silver_job
+
+    _echo_result(silver_job.run(_settings(), start=_utc(start), end=_utc(end), run_id=run_id))
+
+
+@app.command()
+def gold(
+    full_refresh: Annotated[bool, typer.Option(help="rebuild incremental models from scratch")] = False,
+    run_id: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """dbt: snapshots, models and tests of the Gold star schema."""
+    from weatherpipe import gold as gold_stage
+
+    _echo_result(gold_stage.run(_settings(), full_refresh=full_refresh, run_id=run_id))
+
+
+@app.command()
+def run(
+    source: Annotated[str, typer.Option(help="openweather | open-meteo | replay (default: openweather when a key "
+                                             "is configured, else replay)")] = "auto",
+    start: DateOpt = None,
+    end: EndOpt = None,
+    docs: Annotated[bool, typer.Option(help="build the dbt docs site at the end")] = True,
+) -> None:
+    """Run the whole pipeline once (ingest -> bronze -> silver -> gold) and print a summary."""
+    from weatherpipe import pipeline
+
+    settings = _settings()
+    summary = pipeline.run(settings, source=source, start=_utc(start), end=_utc(end), build_docs=docs)
+    typer.echo(pipeline.render_summary(settings, summary))
+    if not summary.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(limit: Annotated[int, typer.Option(help="how many runs")] = 5) -> None:
+    """The last runs from the audit table, whether they reconcile, and Gold freshness."""
+    from weatherpipe import pipeline
+
+    typer.echo(pipeline.render_status(_settings(), limit=limit))
+
+
+@app.command()
+def retention(
+    bronze_days: Annotated[int, typer.Option(help="keep this many days of bronze")] = 30,
+    dry_run: Annotated[bool, typer.Option(help="print what would be removed, remove nothing")] = False,
+) -> None:
+    """Delete bronze objects (and manifest rows) whose event hour is older than N days."""
+    from ingestion import bronze_sink
+
+    _echo_result(bronze_sink.retention(_settings(), days=bronze_days, dry_run=dry_run))
+
+
+@app.command()
+def docs(
+    serve: Annotated[bool, typer.Option(help="serve the site after building it")] = True,
+    port: Annotated[int, typer.Option()] = 8081,
+) -> None:
+    """Build the dbt docs site (offline) and serve it on localhost."""
+    from weatherpipe import gold as gold_stage
+
+    settings = _settings()
+    target = gold_stage.build_docs(settings)
+    typer.echo(f"docs built in {target}")
+    if serve:
+        gold_stage.serve_docs(target, port)
+
+
+@app.command()
+def airflow(port: Annotated[int, typer.Option()] = 8080) -> None:
+    """Start Airflow standalone against the local stack with the project's DAGs."""
+    from weatherpipe import airflow_local
+
+    airflow_local.standalone(_settings(), port=port)
+
+
+def main() -> None:
+    try:
+        app()
+    except PipelineError as exc:
+        typer.echo(f"error: {REDACT(str(exc))}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
+
+
+

