@@ -129,7 +129,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         env_nested_delimiter="__",
-        env_file=".env",
+        env_file=str(ROOT / ".env"),
         env_file_encoding="utf-8",
         extra="forbid",
         frozen=True,

@@ -223,9 +223,10 @@ class S3Service(Service):
 
     name = "s3"
     marker = "weed"
-    # weed mini also opens master/filer/volume/admin ports; keep them away from common defaults.
-    _aux_ports = {"master.port": 19333, "filer.port": 18888, "volume.port": 18080, "admin.port": 23646,
-                  "webdav.port": 17333}
+    # weed mini opens many more ports than S3; derive them all from the S3 port so two stacks can coexist.
+    _aux_offsets = {"master.port": 1, "filer.port": 2, "volume.port": 3, "admin.port": 4, "webdav.port": 5,
+                    "s3.port.iceberg": 6, "s3.port.lance": 7, "metricsPort": 8, "s3.metricsPort": 9}
+    _grpc_offset = 10_000
 
     def port(self) -> tuple[str, int]:
         return _host_port(self.settings.s3.endpoint_url, 8333)
@@ -247,7 +248,10 @@ class S3Service(Service):
         config.write_text(json.dumps({"identities": [identity]}))
         config.chmod(0o600)
         host, port = self.port()
-        aux = [f"-{flag}={value}" for flag, value in self._aux_ports.items()]
+        aux = [f"-{flag}={port + offset}" for flag, offset in self._aux_offsets.items()]
+        aux += [f"-{flag}.grpc={port + offset + self._grpc_offset}" for flag, offset in self._aux_offsets.items()
+                if flag.endswith(".port") and not flag.startswith("webdav")]
+        aux.append(f"-s3.port.grpc={port + self._grpc_offset}")
         return [weed, "mini", f"-dir={data}", f"-ip={host}", f"-ip.bind={host}", f"-s3.port={port}",
                 f"-s3.config={config}", "-master.telemetry=false", *aux]
 

@@ -1,0 +1,71 @@
+# Two commands for a fresh machine: `make run` (the pipeline) and `make test` (the tests).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
+PYTEST_ARGS ?=
+
+export DO_NOT_TRACK := 1
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export PYSPARK_PYTHON := $(abspath $(BIN)/python)
+export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
+
+.PHONY: venv run test lint format stack-up stack-down status docs airflow bench lock manifest clean
+
+$(STAMP): requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
+	@rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP)
+
+stack-up: venv
+	$(BIN)/weatherpipe stack up
+
+stack-down: venv
+	$(BIN)/weatherpipe stack down
+
+manifest: venv  ## dbt manifest for Cosmos (LoadMode.DBT_MANIFEST)
+	$(BIN)/python -m weatherpipe.gold parse
+
+run: stack-up manifest
+	$(BIN)/weatherpipe run
+
+status: venv
+	$(BIN)/weatherpipe status
+
+test: stack-up manifest
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	cd dbt_project && ../$(BIN)/sqlfluff lint models snapshots tests macros analyses
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+docs: venv
+	$(BIN)/weatherpipe docs
+
+airflow: stack-up manifest
+	$(BIN)/weatherpipe airflow
+
+bench: stack-up
+	$(BIN)/python -m bench
+
+lock: ## re-resolve requirements.in into the exact lock requirements.txt
+	rm -rf /tmp/weatherpipe-lock && $(PYTHON) -m venv /tmp/weatherpipe-lock
+	/tmp/weatherpipe-lock/bin/pip install --quiet --upgrade pip
+	/tmp/weatherpipe-lock/bin/pip install --quiet -r requirements.in
+	(echo "# Exact lock of the environment (python 3.11). Direct dependencies: requirements.in. Regenerate: make lock"; \
+	 /tmp/weatherpipe-lock/bin/pip freeze) > requirements.txt
+
+clean: stack-down
+	rm -rf .stack dbt_project/target dbt_project/logs

@@ -1,0 +1,65 @@
+"""Shared fixtures: the local stack (real services, started once per session and reused when running) and
+per-test isolation — each test gets its own Kafka topic, S3 prefix and Postgres schemas."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+# The developer's own .env or API key must not leak into tests.
+os.environ.pop("OPENWEATHER_API_KEY", None)
+
+from weatherpipe import db, stack  # noqa: E402
+from weatherpipe.settings import Settings, load_settings  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def derive(settings: Settings, **sections: dict[str, Any]) -> Settings:
+    """A copy of ``settings`` with some fields of some sections replaced."""
+    update = {name: getattr(settings, name).model_copy(update=values) for name, values in sections.items()}
+    return settings.model_copy(update=update)
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> Settings:
+    return load_settings(_env_file=None)
+
+
+@pytest.fixture(scope="session")
+def local_stack(base_settings: Settings) -> Settings:
+    """Bring the local stack up once (a running healthy stack is reused, and left running)."""
+    stack.up(base_settings)
+    return base_settings
+
+
+@pytest.fixture
+def uid() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def settings(local_stack: Settings, uid: str) -> Iterator[Settings]:
+    """Settings isolated for one test: own topic, consumer group, S3 prefixes and Postgres schemas."""
+    isolated = derive(
+        local_stack,
+        kafka={"topic": f"t_{uid}", "consumer_group": f"g_{uid}"},
+        s3={"bronze_prefix": f"tests/{uid}/bronze", "deadletter_prefix": f"tests/{uid}/deadletter"},
+        postgres={"staging_schema": f"stg_{uid}", "ops_schema": f"ops_{uid}"},
+        stack={"state_dir": local_stack.state_dir},
+    )
+    db.ensure_warehouse(isolated)
+    yield isolated
+    with db.connect(isolated.postgres) as conn:
+        for schema in (isolated.postgres.staging_schema, isolated.postgres.ops_schema):
+            conn.execute(f'drop schema if exists "{schema}" cascade')
