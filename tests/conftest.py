@@ -19,15 +19,18 @@ os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 # The developer's own .env or API key must not leak into tests.
 os.environ.pop("OPENWEATHER_API_KEY", None)
 
-from weatherpipe import db, stack  # noqa: E402
-from weatherpipe.settings import Settings, load_settings  # noqa: E402
+from weatherpipe import db, stack
+from weatherpipe.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def derive(settings: Settings, **sections: dict[str, Any]) -> Settings:
     """A copy of ``settings`` with some fields of some sections replaced."""
-    update = {name: getattr(settings, name).model_copy(update=values) for name, values in sections.items()}
+    update = {}
+    for name, values in sections.items():
+        section = getattr(settings, name)
+        update[name] = type(section).model_validate({**section.model_dump(), **values})
     return settings.model_copy(update=update)
 
 

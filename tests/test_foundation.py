@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from weatherpipe import db
+from weatherpipe import audit, db
 from weatherpipe.errors import ConfigError, PipelineError, TransientError
 from weatherpipe.log import REDACT, JsonFormatter, RedactingFilter, configure_logging, log_context
 from weatherpipe.results import StageResult, new_run_id, timed
@@ -26,7 +26,9 @@ def _cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None)
 
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("WEATHERPIPE_")}
     full_env.update(env or {})
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=120)
+    return subprocess.run(
+        [*CLI, *args], check=False, capture_output=True, text=True, env=full_env, cwd=cwd, timeout=120
+    )
 
 
 # -- settings -------------------------------------------------------------------------------------------------
@@ -88,8 +90,11 @@ def test_cli_bad_config_is_one_line_not_a_traceback() -> None:
 
 
 def test_cli_config_show_redacts_every_secret() -> None:
-    env = {"OPENWEATHER_API_KEY": "owm-canary-0000", "WEATHERPIPE_S3__SECRET_KEY": "s3-canary-1111",
-           "WEATHERPIPE_POSTGRES__PASSWORD": "pg-canary-2222"}
+    env = {
+        "OPENWEATHER_API_KEY": "owm-canary-0000",
+        "WEATHERPIPE_S3__SECRET_KEY": "s3-canary-1111",
+        "WEATHERPIPE_POSTGRES__PASSWORD": "pg-canary-2222",
+    }
     out = _cli("config", "show", env=env)
     assert out.returncode == 0, out.stderr
     shown = json.loads(out.stdout)
@@ -163,7 +168,12 @@ def test_error_hierarchy_says_transient_or_terminal() -> None:
     from weatherpipe import errors
 
     assert errors.ServiceUnavailable("x").transient and errors.SourceError("x").transient
-    for terminal in (errors.ConfigError, errors.SourceAuthError, errors.BudgetExceeded, errors.ExpectationFailed):
+    for terminal in (
+        errors.ConfigError,
+        errors.SourceAuthError,
+        errors.BudgetExceeded,
+        errors.ExpectationFailed,
+    ):
         assert not terminal("x").transient
         assert issubclass(terminal, PipelineError) and not issubclass(terminal, TransientError)
 
@@ -177,13 +187,21 @@ def test_timed_marks_failure_and_duration() -> None:
 
 
 def test_stage_result_recorded_and_upserted(settings: Settings) -> None:
-    result = StageResult("ingest", "run-audit-1", rows_in=10, rows_out=9, rows_rejected=1, objects=["a", "b"],
-                         offsets={"0": [0, 5]}, details={"failed_cities": {"x": "city not found"}})
+    result = StageResult(
+        "ingest",
+        "run-audit-1",
+        rows_in=10,
+        rows_out=9,
+        rows_rejected=1,
+        objects=["a", "b"],
+        offsets={"0": [0, 5]},
+        details={"failed_cities": {"x": "city not found"}},
+    )
     with timed(result):
         pass
-    db.record_result(settings, result)
+    audit.record_result(settings, result)
     result.rows_out = 10
-    db.record_result(settings, result)  # a rerun replaces the row
+    audit.record_result(settings, result)  # a rerun replaces the row
     with db.connect(settings.postgres) as conn:
         rows = conn.execute(
             f'select rows_in, rows_out, rows_rejected, object_count, details from "{settings.postgres.ops_schema}"'

@@ -29,8 +29,12 @@ def test_kafka_round_trip_with_group_commits(settings: Settings) -> None:
     producer.close()
 
     tps = [TopicPartition(k.topic, p) for p in range(k.partitions)]
-    consumer = KafkaConsumer(bootstrap_servers=k.bootstrap_servers, group_id=k.consumer_group,
-                             enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = KafkaConsumer(
+        bootstrap_servers=k.bootstrap_servers,
+        group_id=k.consumer_group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
     consumer.assign(tps)
     seen: list[bytes] = []
     deadline = time.monotonic() + 20

@@ -15,8 +15,12 @@ from weatherpipe.log import REDACT, configure_logging
 from weatherpipe.results import StageResult
 from weatherpipe.settings import Settings, load_settings
 
-app = typer.Typer(help="Weather data platform: ingest -> bronze -> silver -> gold.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+    help="Weather data platform: ingest -> bronze -> silver -> gold.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 stack_app = typer.Typer(help="Local services without Docker (Kafka protocol, S3, PostgreSQL).", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect the effective settings.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
@@ -35,10 +39,17 @@ def _echo_result(result: StageResult) -> None:
     typer.echo(json.dumps(result.to_dict(), default=str, indent=2))
 
 
-DateOpt = Annotated[dt.datetime | None, typer.Option(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"],
-                                                     help="UTC start of the data interval")]
-EndOpt = Annotated[dt.datetime | None, typer.Option(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"],
-                                                    help="UTC end of the data interval (exclusive)")]
+DateOpt = Annotated[
+    dt.datetime | None,
+    typer.Option(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"], help="UTC start of the data interval"),
+]
+EndOpt = Annotated[
+    dt.datetime | None,
+    typer.Option(
+        formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"],
+        help="UTC end of the data interval (exclusive)",
+    ),
+]
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -100,13 +111,24 @@ def ingest(
     from ingestion import stage
 
     ids = [c.strip() for c in cities.split(",")] if cities else None
-    _echo_result(stage.run(_settings(), source=source, city_ids=ids, start=_utc(start), end=_utc(end),
-                           run_id=run_id, progress=sys.stderr.isatty()))
+    _echo_result(
+        stage.run(
+            _settings(),
+            source=source,
+            city_ids=ids,
+            start=_utc(start),
+            end=_utc(end),
+            run_id=run_id,
+            progress=sys.stderr.isatty(),
+        )
+    )
 
 
 @app.command()
 def bronze(
-    follow: Annotated[bool, typer.Option("--follow/--drain", help="stream forever, or drain to the end and exit")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow/--drain", help="stream forever, or drain to the end and exit")
+    ] = False,
     run_id: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Move messages from Kafka into raw Parquet on S3, exactly once."""
@@ -136,8 +158,12 @@ def gold(
 
 @app.command()
 def run(
-    source: Annotated[str, typer.Option(help="openweather | open-meteo | replay (default: openweather when a key "
-                                             "is configured, else replay)")] = "auto",
+    source: Annotated[
+        str,
+        typer.Option(
+            help="openweather | open-meteo | replay (default: openweather when a key is configured, else replay)"
+        ),
+    ] = "auto",
     start: DateOpt = None,
     end: EndOpt = None,
     docs: Annotated[bool, typer.Option(help="build the dbt docs site at the end")] = True,
@@ -207,6 +233,3 @@ def main() -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
-
-
-

@@ -31,8 +31,12 @@ def admin(kafka: KafkaSettings) -> KafkaAdminClient:
 
 def metadata_ok(bootstrap_servers: str) -> bool:
     try:
-        client = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=3000,
-                                  bootstrap_timeout_ms=3000, client_id="weatherpipe-health")
+        client = KafkaAdminClient(
+            bootstrap_servers=bootstrap_servers,
+            request_timeout_ms=3000,
+            bootstrap_timeout_ms=3000,
+            client_id="weatherpipe-health",
+        )
     except (KafkaError, OSError):
         return False
     try:
@@ -51,8 +55,9 @@ def ensure_topic(kafka: KafkaSettings, topic: str | None = None) -> None:
     try:
         if name in client.list_topics():
             return
-        client.create_topics([NewTopic(name, num_partitions=kafka.partitions,
-                                       replication_factor=kafka.replication_factor)])
+        client.create_topics(
+            [NewTopic(name, num_partitions=kafka.partitions, replication_factor=kafka.replication_factor)]
+        )
         log.info("created topic", extra={"topic": name, "partitions": kafka.partitions})
     except TopicAlreadyExistsError:
         pass

@@ -52,8 +52,11 @@ class PrivatePostgres:
         try:
             pwd.getpwnam(SYSTEM_USER)
         except KeyError:
-            subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                            SYSTEM_USER], check=True, capture_output=True)
+            subprocess.run(
+                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SYSTEM_USER],
+                check=True,
+                capture_output=True,
+            )
         entry = pwd.getpwnam(SYSTEM_USER)
         for folder in (self.pgdata, self.logfile.parent):
             for parent in [*reversed(folder.parents), folder]:
@@ -82,17 +85,42 @@ class PrivatePostgres:
             self._prepare_root(bindir)
         if not (self.pgdata / "PG_VERSION").exists():
             subprocess.run(
-                self._as_owner([str(bindir / "initdb"), "-D", str(self.pgdata), "-U", pg.user,
-                                "--auth=trust", "--encoding=UTF8", "--no-sync"]),
-                check=True, capture_output=True,
+                self._as_owner(
+                    [
+                        str(bindir / "initdb"),
+                        "-D",
+                        str(self.pgdata),
+                        "-U",
+                        pg.user,
+                        "--auth=trust",
+                        "--encoding=UTF8",
+                        "--no-sync",
+                    ]
+                ),
+                check=True,
+                capture_output=True,
             )
         if not self.running():
             options = f"-h {pg.host} -p {pg.port} -k {self.pgdata}"
             proc = subprocess.run(
-                self._as_owner([str(bindir / "pg_ctl"), "-D", str(self.pgdata), "-l", str(self.logfile),
-                                "-o", options, "-w", "-t", str(int(self.settings.stack.startup_timeout_s)),
-                                "start"]),
-                capture_output=True, text=True, check=False,
+                self._as_owner(
+                    [
+                        str(bindir / "pg_ctl"),
+                        "-D",
+                        str(self.pgdata),
+                        "-l",
+                        str(self.logfile),
+                        "-o",
+                        options,
+                        "-w",
+                        "-t",
+                        str(int(self.settings.stack.startup_timeout_s)),
+                        "start",
+                    ]
+                ),
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if proc.returncode != 0:
                 raise ServiceUnavailable(f"the private PostgreSQL did not start: {proc.stderr.strip()[-300:]}")
@@ -106,8 +134,11 @@ class PrivatePostgres:
         pid = None
         if self.running():
             pid = int((self.pgdata / "postmaster.pid").read_text().splitlines()[0])
-            subprocess.run(self._as_owner([str(bindir / "pg_ctl"), "-D", str(self.pgdata), "-m", "fast", "-w",
-                                           "stop"]), capture_output=True, check=False)
+            subprocess.run(
+                self._as_owner([str(bindir / "pg_ctl"), "-D", str(self.pgdata), "-m", "fast", "-w", "stop"]),
+                capture_output=True,
+                check=False,
+            )
         self.pidfile.unlink(missing_ok=True)
         return self._status("postgres", "stopped", self.settings.postgres.safe_url(), pid)
 

@@ -6,7 +6,7 @@ import datetime as dt
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -63,8 +63,9 @@ class StageResult:
 
 
 @contextmanager
-def timed(result: StageResult) -> Iterator[StageResult]:
-    """Stamps start/finish, marks the result failed on error and logs exactly one line for it."""
+def timed(result: StageResult, on_finish: Callable[[StageResult], None] | None = None) -> Iterator[StageResult]:
+    """Stamps start/finish, marks the result failed on error, logs exactly one line for it, then calls
+    ``on_finish`` (the audit) with the final result."""
     result.started_at = utcnow()
     t0 = time.perf_counter()
     try:
@@ -76,5 +77,12 @@ def timed(result: StageResult) -> Iterator[StageResult]:
     finally:
         result.finished_at = result.started_at + dt.timedelta(seconds=time.perf_counter() - t0)
         level = logging.INFO if result.status == "success" else logging.WARNING
-        log.log(level, "stage %s %s", result.stage, result.status,
-                extra={"stage": result.stage, "run_id": result.run_id, **result.summary()})
+        log.log(
+            level,
+            "stage %s %s",
+            result.stage,
+            result.status,
+            extra={"stage": result.stage, "run_id": result.run_id, **result.summary()},
+        )
+        if on_finish is not None:
+            on_finish(result)

