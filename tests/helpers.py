@@ -35,3 +35,50 @@ def consume_all(settings: Settings, expected: int | None = None, timeout_s: floa
             idle = 0
     consumer.close()
     return out
+
+
+def publish_raw(settings: Settings, values: list[bytes | None], keys: list[bytes] | None = None) -> None:
+    """Put raw bytes on the test topic (for hostile input), waiting for every acknowledgement."""
+    from kafka import KafkaProducer
+
+    from weatherpipe.kafka import ensure_topic
+
+    ensure_topic(settings.kafka)
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all")
+    futures = [
+        producer.send(settings.kafka.topic, key=(keys[i] if keys else b"k"), value=v) for i, v in enumerate(values)
+    ]
+    producer.flush()
+    for f in futures:
+        f.get(timeout=10)
+    producer.close()
+
+
+def bronze_rows(settings: Settings) -> list[dict]:
+    """Every row of every bronze Parquet object under the test's prefix (read through S3)."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from weatherpipe.storage import ObjectStore
+
+    store = ObjectStore(settings.s3)
+    rows: list[dict] = []
+    for obj in store.list(settings.s3.bronze_prefix + "/"):
+        table = pq.read_table(io.BytesIO(store.get(obj.key)))
+        for row in table.to_pylist():
+            row["_key"] = obj.key
+            rows.append(row)
+    return rows
+
+
+def deadletters(settings: Settings) -> list[dict]:
+    import json
+
+    from weatherpipe.storage import ObjectStore
+
+    store = ObjectStore(settings.s3)
+    out: list[dict] = []
+    for obj in store.list(settings.s3.deadletter_prefix + "/"):
+        out.extend(json.loads(line) for line in store.get(obj.key).decode().splitlines() if line)
+    return out

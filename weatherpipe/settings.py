@@ -103,6 +103,15 @@ class PostgresSettings(_Section):
         return f"postgresql://{self.user}@{self.host}:{self.port}/{database or self.database}"
 
 
+class BronzeSettings(_Section):
+    """The Kafka -> S3 sink. Chunks never cross multiples of ``chunk_records`` offsets (deterministic keys)."""
+
+    chunk_records: int = Field(20_000, ge=1)
+    flush_interval_s: float = Field(30.0, gt=0)
+    poll_timeout_ms: int = Field(500, ge=10)
+    drain_timeout_s: float = Field(600.0, gt=0)
+
+
 class SparkSettings(_Section):
     master: str = "local[2]"
     shuffle_partitions: int = Field(4, ge=1)
@@ -142,6 +151,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     s3: S3Settings = S3Settings()
     postgres: PostgresSettings = PostgresSettings()
+    bronze: BronzeSettings = BronzeSettings()
     spark: SparkSettings = SparkSettings()
     stack: StackSettings = StackSettings()
     paths: PathSettings = PathSettings()

@@ -1,0 +1,485 @@
+"""Bronze stage: Kafka -> raw Parquet on S3, exactly once under crashes.
+
+How exactly-once holds (a ``kill -9`` at any point, then a restart):
+
+* Every flush of a partition covers an offset range that starts at the group's committed offset and never crosses
+  a multiple of ``bronze.chunk_records``. Within a range, the valid messages of each event hour go to one object
+  keyed by topic, partition, hour and the first offset of that hour in the range; invalid ones go to one
+  dead-letter object keyed the same way.
+* Objects are written with single PUTs (atomic), then upserted into ``ops.bronze_manifest``, and only then is the
+  offset committed. A rerun after a crash restarts from the same committed offset and so recomputes the same key
+  for every object the crashed run wrote: it overwrites, never adds a duplicate.
+
+Two modes: ``drain`` reads up to the end offsets seen at start (and what arrives meanwhile), writes, commits
+and exits; ``follow`` runs until stopped, flushing at each block boundary and every ``flush_interval_s``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import io
+import json
+import logging
+import signal
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+from psycopg import sql
+from pydantic import ValidationError
+
+from ingestion.envelope import Envelope
+from weatherpipe import db
+from weatherpipe.audit import stage_scope
+from weatherpipe.errors import ServiceUnavailable
+from weatherpipe.kafka import ensure_topic
+from weatherpipe.results import StageResult, new_run_id, utcnow
+from weatherpipe.settings import Settings
+from weatherpipe.storage import ObjectStore
+
+log = logging.getLogger(__name__)
+
+BRONZE_SCHEMA_VERSION = 1
+BRONZE_SCHEMA = pa.schema(
+    [
+        pa.field("event_id", pa.string(), nullable=False),
+        pa.field("schema_version", pa.int32(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("city_id", pa.string(), nullable=False),
+        pa.field("observed_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("ingested_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("payload", pa.string(), nullable=False),  # the provider's payload as received (JSON text)
+        pa.field("kafka_topic", pa.string(), nullable=False),
+        pa.field("kafka_partition", pa.int32(), nullable=False),
+        pa.field("kafka_offset", pa.int64(), nullable=False),
+        pa.field("kafka_timestamp", pa.timestamp("ms", tz="UTC")),
+        pa.field("bronze_written_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ],
+    metadata={"weatherpipe.bronze_schema_version": str(BRONZE_SCHEMA_VERSION)},
+)
+
+
+@dataclass(frozen=True)
+class Message:
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass
+class Written:
+    key: str
+    partition: int
+    start_offset: int
+    end_offset: int
+    rows: int
+    hour: dt.datetime | None  # None for dead letters
+    etag: str = ""
+    size: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+def bronze_key(settings: Settings, topic: str, partition: int, hour: dt.datetime, first_offset: int) -> str:
+    return (
+        f"{settings.s3.bronze_prefix}/topic={topic}/observed_date={hour:%Y-%m-%d}/observed_hour={hour:%H}/"
+        f"part-{partition:03d}-{first_offset:020d}.parquet"
+    )
+
+
+def deadletter_key(settings: Settings, topic: str, partition: int, first_offset: int) -> str:
+    return f"{settings.s3.deadletter_prefix}/topic={topic}/partition={partition:03d}/dl-{first_offset:020d}.jsonl"
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "envelope"
+        kind = "invalid JSON" if err["type"] == "json_invalid" else "schema"
+        return f"{kind}: {loc}: {err['msg']}"[:500]
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+def parse(messages: list[Message]) -> tuple[list[tuple[Message, Envelope]], list[tuple[Message, str]]]:
+    good, bad = [], []
+    for msg in messages:
+        if msg.value is None:
+            bad.append((msg, "empty message (tombstone)"))
+            continue
+        try:
+            good.append((msg, Envelope.from_bytes(msg.value)))
+        except (ValidationError, ValueError) as exc:
+            bad.append((msg, _reason(exc)))
+    return good, bad
+
+
+def _table(topic: str, rows: list[tuple[Message, Envelope]], written_at: dt.datetime) -> pa.Table:
+    cols: dict[str, list[Any]] = {name: [] for name in BRONZE_SCHEMA.names}
+    for msg, env in rows:
+        cols["event_id"].append(env.event_id)
+        cols["schema_version"].append(env.schema_version)
+        cols["source"].append(env.source)
+        cols["city_id"].append(env.city_id)
+        cols["observed_at"].append(env.observed_at)
+        cols["ingested_at"].append(env.ingested_at)
+        cols["run_id"].append(env.run_id)
+        cols["payload"].append(json.dumps(env.payload, ensure_ascii=False, separators=(",", ":")))
+        cols["kafka_topic"].append(topic)
+        cols["kafka_partition"].append(msg.partition)
+        cols["kafka_offset"].append(msg.offset)
+        cols["kafka_timestamp"].append(msg.timestamp_ms)
+        cols["bronze_written_at"].append(written_at)
+    return pa.Table.from_pydict(cols, schema=BRONZE_SCHEMA)
+
+
+def _deadletter_body(topic: str, rows: list[tuple[Message, str]]) -> bytes:
+    lines = []
+    for msg, reason in rows:
+        value = msg.value or b""
+        try:
+            text, encoding = value.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            text, encoding = base64.b64encode(value).decode(), "base64"
+        lines.append(
+            json.dumps(
+                {
+                    "topic": topic,
+                    "partition": msg.partition,
+                    "offset": msg.offset,
+                    "timestamp_ms": msg.timestamp_ms,
+                    "key": msg.key.decode("utf-8", "replace") if msg.key else None,
+                    "reason": reason,
+                    "value_encoding": encoding,
+                    "value": text,
+                },
+                ensure_ascii=False,
+            )
+        )
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _hour(ts: dt.datetime) -> dt.datetime:
+    return ts.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+
+
+class BronzeWriter:
+    """Writes one offset range of one partition: objects first, then the manifest rows."""
+
+    def __init__(self, settings: Settings, store: ObjectStore, topic: str, run_id: str) -> None:
+        self.settings = settings
+        self.store = store
+        self.topic = topic
+        self.run_id = run_id
+
+    def write_range(self, partition: int, messages: list[Message]) -> list[Written]:
+        good, bad = parse(messages)
+        written_at = utcnow()
+        by_hour: dict[dt.datetime, list[tuple[Message, Envelope]]] = defaultdict(list)
+        for msg, env in good:
+            by_hour[_hour(env.observed_at)].append((msg, env))
+        out: list[Written] = []
+        for hour, rows in sorted(by_hour.items()):
+            first, last = rows[0][0].offset, rows[-1][0].offset
+            key = bronze_key(self.settings, self.topic, partition, hour, first)
+            buf = io.BytesIO()
+            pq.write_table(_table(self.topic, rows, written_at), buf, compression="zstd")
+            body = buf.getvalue()
+            etag = self.store.put(key, body)
+            out.append(Written(key, partition, first, last, len(rows), hour, etag, len(body)))
+        if bad:
+            key = deadletter_key(self.settings, self.topic, partition, bad[0][0].offset)
+            body = _deadletter_body(self.topic, bad)
+            etag = self.store.put(key, body, "application/x-ndjson")
+            reasons: dict[str, int] = defaultdict(int)
+            for _, reason in bad:
+                reasons[reason.split(":")[0]] += 1
+            out.append(
+                Written(
+                    key, partition, bad[0][0].offset, bad[-1][0].offset, len(bad), None, etag, len(body), dict(reasons)
+                )
+            )
+        self._manifest(out, written_at)
+        return out
+
+    def _manifest(self, written: list[Written], written_at: dt.datetime) -> None:
+        if not written:
+            return
+        pg = self.settings.postgres
+        bronze = sql.SQL(
+            """insert into {t} (object_key, topic, kafka_partition, start_offset, end_offset, row_count,
+                   observed_hour, etag, bytes, written_at, run_id)
+               values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+               on conflict (object_key) do update set
+                   end_offset = excluded.end_offset, row_count = excluded.row_count, etag = excluded.etag,
+                   bytes = excluded.bytes, written_at = excluded.written_at, run_id = excluded.run_id,
+                   silver_processed_at = case when {t}.etag is distinct from excluded.etag
+                                              then null else {t}.silver_processed_at end"""
+        ).format(t=sql.Identifier(pg.ops_schema, "bronze_manifest"))
+        dead = sql.SQL(
+            """insert into {t} (object_key, topic, kafka_partition, start_offset, row_count, reasons, written_at,
+                   run_id)
+               values (%s, %s, %s, %s, %s, %s, %s, %s)
+               on conflict (object_key) do update set row_count = excluded.row_count, reasons = excluded.reasons,
+                   written_at = excluded.written_at, run_id = excluded.run_id"""
+        ).format(t=sql.Identifier(pg.ops_schema, "deadletter_manifest"))
+        with db.connect(pg) as conn, conn.cursor() as cur:
+            for w in written:
+                if w.hour is None:
+                    cur.execute(
+                        dead,
+                        (
+                            w.key,
+                            self.topic,
+                            w.partition,
+                            w.start_offset,
+                            w.rows,
+                            json.dumps(w.reasons),
+                            written_at,
+                            self.run_id,
+                        ),
+                    )
+                else:
+                    cur.execute(
+                        bronze,
+                        (
+                            w.key,
+                            self.topic,
+                            w.partition,
+                            w.start_offset,
+                            w.end_offset,
+                            w.rows,
+                            w.hour,
+                            w.etag,
+                            w.size,
+                            written_at,
+                            self.run_id,
+                        ),
+                    )
+
+
+def split_ranges(messages: list[Message], block: int) -> Iterable[list[Message]]:
+    """Cut a partition's contiguous messages wherever the offset crosses a multiple of ``block``."""
+    current: list[Message] = []
+    for msg in messages:
+        if current and msg.offset // block != current[-1].offset // block:
+            yield current
+            current = []
+        current.append(msg)
+    if current:
+        yield current
+
+
+class BronzeSink:
+    def __init__(self, settings: Settings, run_id: str) -> None:
+        self.settings = settings
+        self.kafka = settings.kafka
+        self.topic = settings.kafka.topic
+        self.store = ObjectStore(settings.s3)
+        self.writer = BronzeWriter(settings, self.store, self.topic, run_id)
+        self.stop = threading.Event()
+        self.consumer = self._consumer()
+        self.partitions = [TopicPartition(self.topic, p) for p in sorted(self._partition_ids())]
+        self.consumer.assign(self.partitions)
+        self.start: dict[int, int] = {}
+        for tp in self.partitions:
+            committed = self.consumer.committed(tp)
+            if committed is None:
+                committed = self.consumer.beginning_offsets([tp])[tp]
+            self.consumer.seek(tp, committed)
+            self.start[tp.partition] = committed
+        self.buffers: dict[int, list[Message]] = {tp.partition: [] for tp in self.partitions}
+        self.written: list[Written] = []
+        self.read = 0
+
+    def _consumer(self) -> KafkaConsumer:
+        try:
+            return KafkaConsumer(
+                bootstrap_servers=self.kafka.bootstrap_servers,
+                group_id=self.kafka.consumer_group,
+                client_id="weatherpipe-bronze",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                max_poll_records=5000,
+                fetch_max_bytes=64 * 1024 * 1024,
+                request_timeout_ms=max(self.kafka.request_timeout_ms, 31_000),
+                bootstrap_timeout_ms=self.kafka.request_timeout_ms,
+            )
+        except (KafkaError, OSError) as exc:
+            raise ServiceUnavailable(
+                f"Kafka is not reachable at {self.kafka.bootstrap_servers} ({type(exc).__name__})",
+                hint="start it (`weatherpipe stack up`)",
+            ) from None
+
+    def _partition_ids(self) -> set[int]:
+        ids = self.consumer.partitions_for_topic(self.topic)
+        if not ids:
+            ensure_topic(self.kafka)
+            deadline = time.monotonic() + 10
+            while not ids and time.monotonic() < deadline:
+                time.sleep(0.2)
+                ids = self.consumer.partitions_for_topic(self.topic)
+        if not ids:
+            raise ServiceUnavailable(f"topic {self.topic!r} has no partitions visible")
+        return set(ids)
+
+    def poll(self) -> int:
+        batch = self.consumer.poll(timeout_ms=self.settings.bronze.poll_timeout_ms)
+        got = 0
+        for tp, records in batch.items():
+            buf = self.buffers[tp.partition]
+            for r in records:
+                buf.append(Message(tp.partition, r.offset, r.timestamp, r.key, r.value))
+            got += len(records)
+        self.read += got
+        return got
+
+    def flush(self, partition: int) -> None:
+        buf = self.buffers[partition]
+        if not buf:
+            return
+        for chunk in split_ranges(buf, self.settings.bronze.chunk_records):
+            self.written.extend(self.writer.write_range(partition, chunk))
+        next_offset = buf[-1].offset + 1
+        tp = TopicPartition(self.topic, partition)
+        self.consumer.commit({tp: OffsetAndMetadata(next_offset, "", -1)})
+        self.buffers[partition] = []
+
+    def flush_all(self) -> None:
+        for partition in self.buffers:
+            self.flush(partition)
+
+    def drain(self) -> None:
+        """Read up to the end offsets seen at start, write, commit. Tansu reports a batch's base offset as the
+        end, so the end is a lower bound: keep reading until a poll comes back empty."""
+        targets = {tp.partition: off for tp, off in self.consumer.end_offsets(self.partitions).items()}
+        deadline = time.monotonic() + self.settings.bronze.drain_timeout_s
+        block = self.settings.bronze.chunk_records
+        while time.monotonic() < deadline:
+            got = self.poll()
+            for partition, buf in self.buffers.items():
+                if len(buf) >= block:  # bound memory: write complete blocks as we go
+                    self.flush(partition)
+            reached = all(self.consumer.position(tp) >= targets[tp.partition] for tp in self.partitions)
+            if reached and got == 0:
+                break
+        self.flush_all()
+
+    def follow(self) -> None:
+        block = self.settings.bronze.chunk_records
+        last_flush = time.monotonic()
+        while not self.stop.is_set():
+            self.poll()
+            for partition, buf in self.buffers.items():
+                if buf and buf[-1].offset // block != buf[0].offset // block:
+                    self.flush(partition)
+            if time.monotonic() - last_flush >= self.settings.bronze.flush_interval_s:
+                self.flush_all()
+                last_flush = time.monotonic()
+        self.flush_all()
+
+    def close(self) -> None:
+        self.consumer.close(autocommit=False)
+
+
+def run(settings: Settings, *, follow: bool = False, run_id: str | None = None) -> StageResult:
+    run_id = run_id or new_run_id("bronze")
+    result = StageResult("bronze", run_id)
+    with stage_scope(settings, result):
+        sink = BronzeSink(settings, run_id)
+        result.offsets = {str(p): {"from": o} for p, o in sink.start.items()}
+        try:
+            if follow:
+                _stop_on_signals(sink.stop)
+                sink.follow()
+            else:
+                sink.drain()
+        finally:
+            positions = {tp.partition: sink.consumer.position(tp) for tp in sink.partitions}
+            sink.close()
+            result.rows_in = sink.read
+            result.rows_out = sum(w.rows for w in sink.written if w.hour is not None)
+            result.rows_rejected = sum(w.rows for w in sink.written if w.hour is None)
+            result.objects = [w.key for w in sink.written]
+            for p, pos in positions.items():
+                result.offsets[str(p)]["to"] = pos
+            reasons: dict[str, int] = defaultdict(int)
+            for w in sink.written:
+                for reason, n in w.reasons.items():
+                    reasons[reason] += n
+            result.details = {"deadletter_reasons": dict(reasons), "mode": "follow" if follow else "drain"}
+            if result.rows_rejected:
+                result.status = "partial"
+    return result
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+
+def retention(settings: Settings, *, days: int, dry_run: bool = False, now: dt.datetime | None = None) -> StageResult:
+    """Delete bronze objects (and their manifest rows) whose event hour is older than ``days`` days."""
+    result = StageResult("retention", new_run_id("retention"))
+    cutoff = _hour(now or utcnow()) - dt.timedelta(days=days)
+    with stage_scope(settings, result):
+        store = ObjectStore(settings.s3)
+        doomed = []
+        for obj in store.list(settings.s3.bronze_prefix + "/"):
+            hour = _hour_from_key(obj.key)
+            result.rows_in += 1
+            if hour is not None and hour < cutoff:
+                doomed.append(obj.key)
+        result.objects = doomed
+        result.details = {"cutoff": cutoff.isoformat(), "dry_run": dry_run}
+        for key in doomed:
+            log.info("%s %s", "would delete" if dry_run else "delete", key)
+        if not dry_run and doomed:
+            store.delete(doomed)
+            pg = settings.postgres
+            with db.connect(pg) as conn:
+                conn.execute(
+                    sql.SQL("delete from {} where object_key = any(%s)").format(
+                        sql.Identifier(pg.ops_schema, "bronze_manifest")
+                    ),
+                    (doomed,),
+                )
+            result.rows_out = len(doomed)
+    return result
+
+
+def _hour_from_key(key: str) -> dt.datetime | None:
+    parts = dict(p.split("=", 1) for p in key.split("/") if "=" in p)
+    try:
+        return dt.datetime.strptime(f"{parts['observed_date']} {parts['observed_hour']}", "%Y-%m-%d %H").replace(
+            tzinfo=dt.UTC
+        )
+    except (KeyError, ValueError):
+        return None
+
+
+def main() -> None:  # pragma: no cover - `python -m ingestion.bronze_sink [--follow]`, used by the crash test
+    import sys
+
+    from weatherpipe.log import configure_logging
+    from weatherpipe.settings import load_settings
+
+    settings = load_settings()
+    configure_logging(settings.log_level, "json", settings.secrets())
+    run(settings, follow="--follow" in sys.argv)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
