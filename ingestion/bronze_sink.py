@@ -26,8 +26,9 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import NamedTuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -35,9 +36,8 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from psycopg import sql
-from pydantic import ValidationError
 
-from ingestion.envelope import Envelope
+from ingestion.envelope import Envelope, EnvelopeError
 from weatherpipe import db
 from weatherpipe.audit import stage_scope
 from weatherpipe.errors import ServiceUnavailable
@@ -69,8 +69,9 @@ BRONZE_SCHEMA = pa.schema(
 )
 
 
-@dataclass(frozen=True)
-class Message:
+class Message(NamedTuple):
+    """One Kafka record (a NamedTuple: tens of thousands are made per second)."""
+
     partition: int
     offset: int
     timestamp_ms: int | None
@@ -102,15 +103,6 @@ def deadletter_key(settings: Settings, topic: str, partition: int, first_offset:
     return f"{settings.s3.deadletter_prefix}/topic={topic}/partition={partition:03d}/dl-{first_offset:020d}.jsonl"
 
 
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "envelope"
-        kind = "invalid JSON" if err["type"] == "json_invalid" else "schema"
-        return f"{kind}: {loc}: {err['msg']}"[:500]
-    return f"{type(exc).__name__}: {exc}"[:500]
-
-
 def parse(messages: list[Message]) -> tuple[list[tuple[Message, Envelope]], list[tuple[Message, str]]]:
     good, bad = [], []
     for msg in messages:
@@ -119,28 +111,40 @@ def parse(messages: list[Message]) -> tuple[list[tuple[Message, Envelope]], list
             continue
         try:
             good.append((msg, Envelope.from_bytes(msg.value)))
-        except (ValidationError, ValueError) as exc:
-            bad.append((msg, _reason(exc)))
+        except EnvelopeError as exc:
+            bad.append((msg, str(exc)[:500]))
     return good, bad
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_US = dt.timedelta(microseconds=1)
+
+
+def _micros(ts: dt.datetime) -> int:
+    return (ts - _EPOCH) // _US
+
+
 def _table(topic: str, rows: list[tuple[Message, Envelope]], written_at: dt.datetime) -> pa.Table:
-    cols: dict[str, list[Any]] = {name: [] for name in BRONZE_SCHEMA.names}
-    for msg, env in rows:
-        cols["event_id"].append(env.event_id)
-        cols["schema_version"].append(env.schema_version)
-        cols["source"].append(env.source)
-        cols["city_id"].append(env.city_id)
-        cols["observed_at"].append(env.observed_at)
-        cols["ingested_at"].append(env.ingested_at)
-        cols["run_id"].append(env.run_id)
-        cols["payload"].append(json.dumps(env.payload, ensure_ascii=False, separators=(",", ":")))
-        cols["kafka_topic"].append(topic)
-        cols["kafka_partition"].append(msg.partition)
-        cols["kafka_offset"].append(msg.offset)
-        cols["kafka_timestamp"].append(msg.timestamp_ms)
-        cols["bronze_written_at"].append(written_at)
-    return pa.Table.from_pydict(cols, schema=BRONZE_SCHEMA)
+    """Column-wise build with integer timestamps: pyarrow converts aware datetimes row by row (~40 µs each)."""
+    n = len(rows)
+    envs = [env for _, env in rows]
+    columns = {
+        "event_id": [e.event_id for e in envs],
+        "schema_version": [e.schema_version for e in envs],
+        "source": [e.source for e in envs],
+        "city_id": [e.city_id for e in envs],
+        "observed_at": [_micros(e.observed_at) for e in envs],
+        "ingested_at": [_micros(e.ingested_at) for e in envs],
+        "run_id": [e.run_id for e in envs],
+        "payload": [e.payload_text() for e in envs],
+        "kafka_topic": [topic] * n,
+        "kafka_partition": [m.partition for m, _ in rows],
+        "kafka_offset": [m.offset for m, _ in rows],
+        "kafka_timestamp": [m.timestamp_ms for m, _ in rows],
+        "bronze_written_at": [_micros(written_at)] * n,
+    }
+    arrays = [pa.array(columns[f.name], type=f.type) for f in BRONZE_SCHEMA]
+    return pa.Table.from_arrays(arrays, schema=BRONZE_SCHEMA)
 
 
 def _deadletter_body(topic: str, rows: list[tuple[Message, str]]) -> bytes:
@@ -169,8 +173,11 @@ def _deadletter_body(topic: str, rows: list[tuple[Message, str]]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+_HOUR_US = 3_600_000_000
+
+
 def _hour(ts: dt.datetime) -> dt.datetime:
-    return ts.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    return _EPOCH + dt.timedelta(microseconds=_micros(ts) // _HOUR_US * _HOUR_US)
 
 
 class BronzeWriter:
@@ -181,36 +188,40 @@ class BronzeWriter:
         self.store = store
         self.topic = topic
         self.run_id = run_id
+        self.pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="bronze-put")
 
     def write_range(self, partition: int, messages: list[Message]) -> list[Written]:
         good, bad = parse(messages)
         written_at = utcnow()
-        by_hour: dict[dt.datetime, list[tuple[Message, Envelope]]] = defaultdict(list)
+        by_hour: dict[int, list[tuple[Message, Envelope]]] = defaultdict(list)
         for msg, env in good:
-            by_hour[_hour(env.observed_at)].append((msg, env))
-        out: list[Written] = []
-        for hour, rows in sorted(by_hour.items()):
+            by_hour[_micros(env.observed_at) // _HOUR_US].append((msg, env))
+        jobs: list[tuple[Written, bytes, str]] = []
+        for hour_no, rows in sorted(by_hour.items()):
+            hour = _EPOCH + dt.timedelta(hours=hour_no)
             first, last = rows[0][0].offset, rows[-1][0].offset
             key = bronze_key(self.settings, self.topic, partition, hour, first)
             buf = io.BytesIO()
             pq.write_table(_table(self.topic, rows, written_at), buf, compression="zstd")
-            body = buf.getvalue()
-            etag = self.store.put(key, body)
-            out.append(Written(key, partition, first, last, len(rows), hour, etag, len(body)))
+            jobs.append((Written(key, partition, first, last, len(rows), hour), buf.getvalue(), "application/parquet"))
         if bad:
             key = deadletter_key(self.settings, self.topic, partition, bad[0][0].offset)
-            body = _deadletter_body(self.topic, bad)
-            etag = self.store.put(key, body, "application/x-ndjson")
             reasons: dict[str, int] = defaultdict(int)
             for _, reason in bad:
                 reasons[reason.split(":")[0]] += 1
-            out.append(
-                Written(
-                    key, partition, bad[0][0].offset, bad[-1][0].offset, len(bad), None, etag, len(body), dict(reasons)
-                )
+            written = Written(
+                key, partition, bad[0][0].offset, bad[-1][0].offset, len(bad), None, reasons=dict(reasons)
             )
+            jobs.append((written, _deadletter_body(self.topic, bad), "application/x-ndjson"))
+        out = list(self.pool.map(self._put, jobs))  # every PUT done (or raised) before the manifest
         self._manifest(out, written_at)
         return out
+
+    def _put(self, job: tuple[Written, bytes, str]) -> Written:
+        written, body, content_type = job
+        written.etag = self.store.put(written.key, body, content_type)
+        written.size = len(body)
+        return written
 
     def _manifest(self, written: list[Written], written_at: dt.datetime) -> None:
         if not written:
@@ -389,6 +400,7 @@ class BronzeSink:
         self.flush_all()
 
     def close(self) -> None:
+        self.writer.pool.shutdown(wait=True)
         self.consumer.close(autocommit=False)
 
 

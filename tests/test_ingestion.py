@@ -94,7 +94,7 @@ def test_replay_publishes_window_with_original_timestamps_and_stable_ids(setting
     assert min(e.observed_at for e in published) == start
     assert max(e.observed_at for e in published) == end - dt.timedelta(hours=1)
     jfk = next(e for e in published if e.city_id == "nyc-jfk" and e.observed_at == start)
-    assert jfk.payload["origin"] == "JFK" and jfk.payload["time_hour"] == "2013-01-01T06:00:00Z"
+    assert jfk.data()["origin"] == "JFK" and jfk.data()["time_hour"] == "2013-01-01T06:00:00Z"
     assert jfk.event_id == event_id("replay", "nyc-jfk", start)
 
     second = stage.run(settings, source="replay", city_ids=["nyc-jfk"], start=start, end=end, run_id="replay-2")
@@ -151,7 +151,7 @@ def test_openweather_success_and_one_city_not_found(api_settings: Settings, fake
     got = envelopes(api_settings, 2)
     assert sorted(e.city_id for e in got) == ["berlin", "paris"]
     paris = next(e for e in got if e.city_id == "paris")
-    assert paris.payload["main"]["temp"] == 283.15 and paris.payload["cod"] == 200  # raw, untouched
+    assert paris.data()["main"]["temp"] == 283.15 and paris.data()["cod"] == 200  # raw, untouched
     assert paris.observed_at == fake.now
     assert ("id", "2988507") in {(k, v) for _, q in fake.requests for k, v in q.items()}  # by city id
 
@@ -273,7 +273,7 @@ def test_open_meteo_current_many_cities_in_one_call(api_settings: Settings, fake
     assert fake.calls("/v1/forecast") == 1
     got = envelopes(api_settings, 5)
     assert {e.source for e in got} == {"open-meteo"}
-    assert all(e.payload["current_units"]["temperature_2m"] == "°C" for e in got)
+    assert all(e.data()["current_units"]["temperature_2m"] == "°C" for e in got)
 
 
 def test_open_meteo_error_reason_is_reported(api_settings: Settings, fake: FakeWeatherApi) -> None:
@@ -289,8 +289,8 @@ def test_open_meteo_archive_backfill(api_settings: Settings, fake: FakeWeatherAp
     assert result.rows_out == 48
     got = sorted(envelopes(api_settings, 48), key=lambda e: e.observed_at)
     assert got[0].observed_at == start and got[-1].observed_at == end - dt.timedelta(hours=1)
-    assert got[5].payload["hourly"]["time"] == "2024-03-01T05:00"
-    assert got[5].payload["hourly_units"]["temperature_2m"] == "°C"
+    assert got[5].data()["hourly"]["time"] == "2024-03-01T05:00"
+    assert got[5].data()["hourly_units"]["temperature_2m"] == "°C"
 
 
 # -- broker ---------------------------------------------------------------------------------------------------

@@ -1,0 +1,34 @@
+"""Run every bench and print one table of ratios (``make bench``)."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+from bench.common import BenchRow
+
+BENCHES = ["bench.bench_ingest", "bench.bench_bronze", "bench.bench_silver", "bench.bench_gold"]
+
+
+def main(names: list[str]) -> int:
+    logging.basicConfig(level=logging.WARNING)
+    rows: list[BenchRow] = []
+    for name in names or BENCHES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError:
+            continue
+        rows.extend(module.run())
+    print(f"{'stage':<8} {'measure':<52} {'ours':>12} {'reference':>12} {'ratio':>7}  target    note")
+    for r in rows:
+        flag = {True: "ok", False: "MISS", None: ""}[r.ok()]
+        print(
+            f"{r.stage:<8} {r.measure:<52} {r.ours:>12.1f} {r.reference:>12.1f} {r.ratio:>7.2f}  "
+            f"{r.target:<8} {flag:<4} {r.note}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,80 @@
+"""Bronze: sink throughput (parse, Parquet, S3 PUT, manifest, commit) vs. a bare kafka-python consume-only loop
+over the same topic, in the same run.
+
+Two workloads: a dense stream (many stations reporting within a few event hours: the per-message cost) and the
+replay year (26k hourly rows over 8,760 event hours: object-bound, since a chunk never mixes hours).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+from kafka import KafkaConsumer, TopicPartition
+
+from bench.common import BenchRow, isolated, timed
+from ingestion import bronze_sink, stage
+from ingestion.envelope import Envelope
+from ingestion.producer import make_producer, publish
+from weatherpipe.settings import Settings
+
+
+def _consume_only(settings: Settings, n: int) -> int:
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=5000,
+    )
+    consumer.assign([TopicPartition(settings.kafka.topic, p) for p in range(settings.kafka.partitions)])
+    seen, deadline = 0, time.monotonic() + 300
+    while seen < n and time.monotonic() < deadline:
+        seen += sum(len(v) for v in consumer.poll(timeout_ms=500).values())
+    consumer.close()
+    return seen
+
+
+def _measure(settings: Settings, n: int, label: str, target: str) -> BenchRow:
+    ref_s, seen = timed(lambda: _consume_only(settings, n))
+    ours_s, result = timed(lambda: bronze_sink.run(settings))
+    assert seen == n == result.rows_out, (seen, n, result.rows_out)
+    return BenchRow(
+        "bronze",
+        f"{label}, {n} msgs (msg/s)",
+        n / ours_s,
+        n / ref_s,
+        ref_s / ours_s,
+        target,
+        f"{len(result.objects)} objects",
+    )
+
+
+def dense_stream(n: int = 60_000, stations: int = 2_500) -> list[Envelope]:
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    return [
+        Envelope.build(
+            source="open-meteo",
+            city_id=f"station-{i % stations}",
+            run_id="bench",
+            observed_at=t0 + dt.timedelta(minutes=15 * (i // stations)),
+            payload={"current": {"time": "x", "temperature_2m": 1.5 + i % 7, "wind_speed_10m": 10.2}},
+        )
+        for i in range(n)
+    ]
+
+
+def run() -> list[BenchRow]:
+    rows = []
+    with isolated("bronze_dense") as settings:
+        envelopes = dense_stream()
+        producer = make_producer(settings.kafka)
+        from weatherpipe.kafka import ensure_topic
+
+        ensure_topic(settings.kafka)
+        publish(producer, settings.kafka, envelopes)
+        producer.close()
+        rows.append(_measure(settings, len(envelopes), "sink rate, dense stream", ">= 0.8"))
+    with isolated("bronze_year") as settings:
+        ingest = stage.run(settings, source="replay", city_ids=["nyc-jfk", "nyc-lga", "nyc-ewr"])
+        rows.append(_measure(settings, ingest.rows_out, "sink rate, replay year (1 object/hour)", ""))
+    return rows
