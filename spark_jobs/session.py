@@ -21,6 +21,7 @@ def spark_session(settings: Settings, app_name: str = "weatherpipe") -> Any:
         SparkSession.builder.master(settings.spark.master)
         .appName(app_name)
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.memory", settings.spark.driver_memory)
         .config("spark.sql.shuffle.partitions", str(settings.spark.shuffle_partitions))
         .config("spark.sql.session.timeZone", "UTC")

@@ -66,3 +66,10 @@ def settings(local_stack: Settings, uid: str) -> Iterator[Settings]:
     with db.connect(isolated.postgres) as conn:
         for schema in (isolated.postgres.staging_schema, isolated.postgres.ops_schema):
             conn.execute(f'drop schema if exists "{schema}" cascade')
+
+
+@pytest.fixture(scope="session")
+def spark(local_stack: Settings) -> Any:
+    from spark_jobs.session import spark_session
+
+    return spark_session(local_stack, "weatherpipe-tests")

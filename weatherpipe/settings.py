@@ -116,7 +116,7 @@ class SparkSettings(_Section):
     master: str = "local[2]"
     shuffle_partitions: int = Field(4, ge=1)
     driver_memory: str = "2g"
-    objects_per_partition: int = Field(8, ge=1)
+    read_partitions: int = Field(4, ge=1)
 
 
 class StackSettings(_Section):

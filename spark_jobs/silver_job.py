@@ -1,0 +1,279 @@
+"""Silver stage (PySpark): bronze -> cleaned, validated, deduplicated rows in Postgres staging, exactly once.
+
+Input: the bronze objects Silver has not processed yet (from ``ops.bronze_manifest``), plus — with
+``start``/``end`` — every object of that data interval (for backfills and reruns). A rerun of the same input is a
+no-op: rows merge on the natural key (city_id, observed_at) and only a later ingestion replaces a row.
+
+Run it with ``weatherpipe silver`` or ``spark-submit spark_jobs/silver_job.py [--start … --end …]``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from psycopg import sql
+
+from ingestion.cities import load_cities
+from spark_jobs import schemas
+from spark_jobs.expectations import evaluate, load_expectations, rule_counts, split
+from spark_jobs.pg_writer import LoadTable, copy_partitions, sweep_orphans
+from spark_jobs.transforms import attach_cities, deduplicate, to_canonical
+from weatherpipe import db
+from weatherpipe.audit import stage_scope
+from weatherpipe.errors import ExpectationFailed, TransientError
+from weatherpipe.results import StageResult, new_run_id
+from weatherpipe.settings import Settings
+
+log = logging.getLogger(__name__)
+
+OBSERVATION_COLUMNS = [
+    "city_id",
+    "observed_at",
+    *(f.name for f in schemas.MEASURES),
+    *(f.name for f in schemas.LINEAGE),
+    "silver_run_id",
+]
+QUARANTINE_COLUMNS = [
+    "event_id",
+    "kafka_partition",
+    "kafka_offset",
+    "city_id",
+    "observed_at",
+    "source",
+    "failed_rules",
+    "payload",
+    "ingested_at",
+    "bronze_object",
+    "silver_run_id",
+]
+
+
+@dataclass(frozen=True)
+class BronzeObject:
+    key: str
+    etag: str
+
+
+def ensure_staging(settings: Settings) -> None:
+    ddl = resources.files("spark_jobs").joinpath("sql/staging.sql").read_text()
+    with db.connect(settings.postgres) as conn:
+        conn.execute("select pg_advisory_xact_lock(hashtext('weatherpipe.staging_ddl'))")
+        conn.execute(sql.SQL(ddl).format(schema=sql.Identifier(settings.postgres.staging_schema)))
+
+
+@contextmanager
+def job_lock(settings: Settings) -> Iterator[None]:
+    """One Silver merge at a time per staging schema (a session advisory lock, released on exit or death)."""
+    with db.connect(settings.postgres, autocommit=True) as conn:
+        key = f"weatherpipe.silver.{settings.postgres.staging_schema}"
+        got = conn.execute("select pg_try_advisory_lock(hashtext(%s))", (key,)).fetchone()
+        if not got or not got[0]:
+            raise TransientError("another Silver job is running on this staging schema; retry when it ends")
+        try:
+            yield
+        finally:
+            conn.execute("select pg_advisory_unlock(hashtext(%s))", (key,))
+
+
+def pending_objects(settings: Settings, start: dt.datetime | None, end: dt.datetime | None) -> list[BronzeObject]:
+    pg = settings.postgres
+    query = sql.SQL(
+        "select object_key, coalesce(etag, '') from {} where topic = %s and "
+        "(silver_processed_at is null or (observed_hour >= %s and observed_hour < %s)) order by object_key"
+    ).format(sql.Identifier(pg.ops_schema, "bronze_manifest"))
+    lo = start or dt.datetime.max.replace(tzinfo=dt.UTC)
+    hi = end or dt.datetime.max.replace(tzinfo=dt.UTC)
+    with db.connect(pg) as conn:
+        return [BronzeObject(k, e) for k, e in conn.execute(query, (settings.kafka.topic, lo, hi))]
+
+
+def read_bronze(spark: Any, settings: Settings, keys: list[str]) -> Any:
+    from spark_jobs.bronze_source import BronzeDataSource
+
+    spark.dataSource.register(BronzeDataSource)
+    s3 = settings.s3
+    return (
+        spark.read.format("weatherpipe_bronze")
+        .option("keys", json.dumps(keys))
+        .option("partitions", str(settings.spark.read_partitions))
+        .option("endpoint", s3.host_port)
+        .option("scheme", s3.scheme)
+        .option("region", s3.region)
+        .option("bucket", s3.bucket)
+        .option("access_key", s3.access_key)
+        .option("secret_key", s3.secret_key.get_secret_value())  # redacted by spark.redaction.regex in plans
+        .load()
+    )
+
+
+def cities_frame(spark: Any, settings: Settings) -> Any:
+    rows = [(c.id, c.name, c.country, c.lat, c.lon, c.timezone) for c in load_cities(settings)]
+    return spark.createDataFrame(rows, schemas.CITIES)
+
+
+def transform(spark: Any, settings: Settings, bronze: Any, rules: list[Any]) -> Any:
+    """The whole pure pipeline: canonical schema, city attributes, expectations evaluated."""
+    return evaluate(attach_cities(to_canonical(bronze), cities_frame(spark, settings)), rules)
+
+
+def run(
+    settings: Settings,
+    *,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    run_id: str | None = None,
+    spark: Any | None = None,
+) -> StageResult:
+    run_id = run_id or new_run_id("silver")
+    result = StageResult("silver", run_id, interval_start=start, interval_end=end)
+    with stage_scope(settings, result):
+        ensure_staging(settings)
+        with job_lock(settings):
+            with db.connect(settings.postgres) as conn:
+                swept = sweep_orphans(conn, settings.postgres.staging_schema)
+            if swept:
+                log.warning("dropped orphaned load tables", extra={"tables": swept})
+            objects = pending_objects(settings, start, end)
+            result.objects = [o.key for o in objects]
+            if objects:
+                _process(settings, result, objects, spark)
+    return result
+
+
+def _process(settings: Settings, result: StageResult, objects: list[BronzeObject], spark: Any | None) -> None:
+    from pyspark.sql import functions as F
+
+    from spark_jobs.session import spark_session
+
+    spark = spark or spark_session(settings)
+    rules = load_expectations(settings.path(settings.paths.expectations_file))
+    bronze = read_bronze(spark, settings, [o.key for o in objects]).persist()  # read S3 once, not per parser
+    evaluated = transform(spark, settings, bronze, rules).persist()
+    try:
+        counts = rule_counts(evaluated, rules)
+        result.rows_in = evaluated.count()
+        fatal = {r.name: counts[r.name] for r in rules if r.action == "fail" and counts[r.name]}
+        if fatal:
+            raise ExpectationFailed(f"expectation(s) with action 'fail' broken: {fatal}; nothing was written")
+        clean, quarantined = split(evaluated)
+        run_col = F.lit(result.run_id).alias("silver_run_id")
+        unique = deduplicate(clean).select(*[c for c in OBSERVATION_COLUMNS if c != "silver_run_id"], run_col)
+        q = quarantined.select(
+            *[c for c in QUARANTINE_COLUMNS if c not in {"failed_rules", "silver_run_id"}],
+            F.concat(F.lit("{"), F.array_join("failed_rules", ","), F.lit("}")).alias("failed_rules"),
+            run_col,
+        ).select(*QUARANTINE_COLUMNS)
+        schema = settings.postgres.staging_schema
+        log.info("writing load tables", extra={"rows_in": result.rows_in})
+        obs_tables = copy_partitions(unique, settings.postgres, schema, "weather_observations", "obs", result.run_id)
+        q_tables = copy_partitions(q, settings.postgres, schema, "weather_quarantine", "q", result.run_id)
+        log.info("merging load tables", extra={"tables": len(obs_tables) + len(q_tables)})
+        merged = merge(settings, result.run_id, obs_tables, q_tables, objects)
+    finally:
+        evaluated.unpersist()
+        bronze.unpersist()
+    n_quarantined = sum(t.rows for t in q_tables)
+    n_unique = sum(t.rows for t in obs_tables)
+    result.rows_rejected = n_quarantined
+    result.rows_out = merged["inserted"] + merged["updated"]
+    result.details = {
+        "rule_counts": {r.name: counts[r.name] for r in rules},
+        "rule_actions": {r.name: r.action for r in rules},
+        "quarantined": n_quarantined,
+        "duplicates_in_batch": result.rows_in - n_quarantined - n_unique,
+        "stale_vs_staging": n_unique - merged["inserted"] - merged["updated"],
+        **merged,
+    }
+
+
+def merge(
+    settings: Settings, run_id: str, obs: list[LoadTable], quarantine: list[LoadTable], objects: list[BronzeObject]
+) -> dict[str, int]:
+    """One transaction: upsert observations (a later ingestion wins), add quarantined rows, refresh cities, mark
+    the bronze objects processed (only if unchanged since read), drop the load tables."""
+    pg = settings.postgres
+    s = pg.staging_schema
+    target = sql.Identifier(s, "weather_observations")
+    cols = sql.SQL(", ").join(map(sql.Identifier, OBSERVATION_COLUMNS))
+    updates = sql.SQL(", ").join(
+        sql.SQL("{c} = excluded.{c}").format(c=sql.Identifier(c))
+        for c in OBSERVATION_COLUMNS
+        if c not in {"city_id", "observed_at"}
+    )
+
+    def union(tables: list[LoadTable], columns: list[str]) -> sql.Composable:
+        col_list = sql.SQL(", ").join(map(sql.Identifier, columns))
+        return sql.SQL(" union all ").join(
+            sql.SQL("select {} from {}").format(col_list, sql.Identifier(s, t.name)) for t in tables
+        )
+
+    counts = {"inserted": 0, "updated": 0}
+    with db.connect(pg) as conn:
+        if obs:
+            rows = conn.execute(
+                sql.SQL(
+                    "insert into {t} as t ({cols}) {src} on conflict (city_id, observed_at) do update set {upd}, "
+                    "loaded_at = now() where (excluded.ingested_at, excluded.kafka_partition, excluded.kafka_offset)"
+                    " > (t.ingested_at, t.kafka_partition, t.kafka_offset) returning (xmax = 0)"
+                ).format(t=target, cols=cols, src=union(obs, OBSERVATION_COLUMNS), upd=updates)
+            ).fetchall()
+            counts["inserted"] = sum(1 for (new,) in rows if new)
+            counts["updated"] = len(rows) - counts["inserted"]
+        if quarantine:
+            conn.execute(
+                sql.SQL("insert into {t} ({cols}) {src} on conflict do nothing").format(
+                    t=sql.Identifier(s, "weather_quarantine"),
+                    cols=sql.SQL(", ").join(map(sql.Identifier, QUARANTINE_COLUMNS)),
+                    src=union(quarantine, QUARANTINE_COLUMNS),
+                )
+            )
+        with conn.cursor() as cur:
+            cur.executemany(
+                sql.SQL(
+                    "insert into {t} (city_id, city_name, country, latitude, longitude, timezone) "
+                    "values (%s, %s, %s, %s, %s, %s) on conflict (city_id) do update set city_name = "
+                    "excluded.city_name, country = excluded.country, latitude = excluded.latitude, longitude = "
+                    "excluded.longitude, timezone = excluded.timezone, updated_at = now() where (cities.city_name, "
+                    "cities.country, cities.latitude, cities.longitude, cities.timezone) is distinct from "
+                    "(excluded.city_name, excluded.country, excluded.latitude, excluded.longitude, excluded.timezone)"
+                ).format(t=sql.Identifier(s, "cities")),
+                [(c.id, c.name, c.country, c.lat, c.lon, c.timezone) for c in load_cities(settings)],
+            )
+        conn.execute(
+            sql.SQL(
+                "update {m} set silver_processed_at = now(), silver_run_id = %s "
+                "from unnest(%s::text[], %s::text[]) as o(k, e) where object_key = o.k and coalesce(etag, '') = o.e"
+            ).format(m=sql.Identifier(pg.ops_schema, "bronze_manifest")),
+            (run_id, [o.key for o in objects], [o.etag for o in objects]),
+        )
+        for t in [*obs, *quarantine]:
+            conn.execute(sql.SQL("drop table if exists {}").format(sql.Identifier(s, t.name)))
+    return counts
+
+
+def main() -> None:  # pragma: no cover - spark-submit entry point
+    import argparse
+
+    from weatherpipe.log import configure_logging
+    from weatherpipe.settings import load_settings
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--start", type=dt.datetime.fromisoformat)
+    parser.add_argument("--end", type=dt.datetime.fromisoformat)
+    parser.add_argument("--run-id")
+    args = parser.parse_args()
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format, settings.secrets())
+    utc = [(t.replace(tzinfo=dt.UTC) if t and t.tzinfo is None else t) for t in (args.start, args.end)]
+    print(json.dumps(run(settings, start=utc[0], end=utc[1], run_id=args.run_id).to_dict(), default=str))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,145 @@
+"""Silver end to end on the local stack: bronze objects -> Spark -> Postgres staging, exactly once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ingestion import bronze_sink, stage
+from spark_jobs import silver_job
+from tests.conftest import ROOT, derive
+from weatherpipe import db
+from weatherpipe.errors import ExpectationFailed
+from weatherpipe.settings import Settings
+
+pytestmark = pytest.mark.spark
+# 2013-02-12 08:00 UTC holds a real anomaly of the NOAA record: EWR wind speed 1048 mph.
+START = dt.datetime(2013, 2, 11, tzinfo=dt.UTC)
+END = dt.datetime(2013, 2, 14, tzinfo=dt.UTC)
+NYC = ["nyc-jfk", "nyc-lga", "nyc-ewr"]
+
+
+def q(settings: Settings, query: str, args: tuple = ()) -> list[tuple]:
+    with db.connect(settings.postgres) as conn:
+        return conn.execute(
+            query.format(s=f'"{settings.postgres.staging_schema}"', o=f'"{settings.postgres.ops_schema}"'), args
+        ).fetchall()
+
+
+def table_hash(settings: Settings) -> str:
+    return q(
+        settings,
+        "select md5(string_agg(t::text, '|' order by city_id, observed_at)) from "
+        "(select city_id, observed_at, temperature_c, wind_speed_ms, event_id, ingested_at "
+        "from {s}.weather_observations) t",
+    )[0][0]
+
+
+@pytest.fixture
+def bronze_twice(settings: Settings) -> int:
+    """The replay window ingested twice (a re-fetch: same event ids, later ingestion) and drained to bronze."""
+    first = stage.run(settings, source="replay", city_ids=NYC, start=START, end=END)
+    stage.run(settings, source="replay", city_ids=NYC, start=START, end=END)
+    assert bronze_sink.run(settings).rows_out == 2 * first.rows_out
+    return first.rows_out
+
+
+def test_bronze_to_staging_cleans_quarantines_and_deduplicates(settings: Settings, spark, bronze_twice: int) -> None:
+    n = bronze_twice
+    result = silver_job.run(settings, spark=spark, run_id="silver-1")
+    d = result.details
+    assert result.rows_in == 2 * n
+    assert result.rows_rejected == d["quarantined"] == 2  # the anomaly, once per ingestion
+    assert d["rule_counts"]["wind_speed_range"] == 2
+    assert d["duplicates_in_batch"] == n - 1
+    assert result.rows_out == d["inserted"] == n - 1
+    # reconciliation: every bronze row is accounted for
+    assert (
+        result.rows_in
+        == d["inserted"] + d["updated"] + d["stale_vs_staging"] + d["duplicates_in_batch"] + result.rows_rejected
+    )
+    assert q(settings, "select count(*), count(distinct (city_id, observed_at)) from {s}.weather_observations")[0] == (
+        n - 1,
+        n - 1,
+    )
+    quarantined = q(settings, "select city_id, failed_rules, payload from {s}.weather_quarantine")
+    assert {(c, tuple(r)) for c, r, _ in quarantined} == {("nyc-ewr", ("wind_speed_range",))}
+    assert all('"wind_speed":"1048.36058"' in p for _, _, p in quarantined)
+    row = q(
+        settings,
+        "select temperature_c, source, silver_run_id, bronze_object from {s}.weather_observations "
+        "where city_id = 'nyc-jfk' and observed_at = '2013-02-11 06:00+00'",
+    )[0]
+    assert row[1:3] == ("replay", "silver-1") and row[3].endswith(".parquet")
+    assert q(settings, "select count(*) from {s}.cities")[0][0] == 21
+    assert q(settings, "select count(*) from {o}.bronze_manifest where silver_processed_at is null")[0][0] == 0
+    latest = q(settings, "select max(ingested_at) from {s}.weather_observations")[0][0]
+    assert q(settings, "select min(ingested_at) from {s}.weather_observations")[0][0] == latest  # later wins
+
+
+def test_rerun_is_a_no_op(settings: Settings, spark, bronze_twice: int) -> None:
+    silver_job.run(settings, spark=spark)
+    before = table_hash(settings)
+    nothing = silver_job.run(settings, spark=spark)
+    assert (nothing.rows_in, nothing.objects) == (0, [])
+    again = silver_job.run(settings, spark=spark, start=START, end=END)  # reprocess the interval
+    assert again.rows_in == 2 * bronze_twice and again.rows_out == 0
+    assert again.details["stale_vs_staging"] == bronze_twice - 1
+    assert table_hash(settings) == before
+
+
+def test_fail_expectation_writes_nothing(settings: Settings, spark, bronze_twice: int, tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("expectations:\n  - {name: no_newark, action: fail, predicate: \"city_id <> 'nyc-ewr'\"}\n")
+    strict = derive(settings, paths={"expectations_file": rules})
+    with pytest.raises(ExpectationFailed, match="no_newark"):
+        silver_job.run(strict, spark=spark, run_id="silver-fail")
+    assert q(settings, "select count(*) from {s}.weather_observations")[0][0] == 0
+    assert q(settings, "select count(*) from {o}.bronze_manifest where silver_processed_at is not null")[0][0] == 0
+    assert q(settings, "select status from {o}.pipeline_runs where run_id = 'silver-fail'") == [("failed",)]
+
+
+@pytest.mark.slow
+def test_killed_mid_write_leaves_target_untouched(settings: Settings, spark, bronze_twice: int) -> None:
+    env = {
+        **os.environ,
+        "WEATHERPIPE_KAFKA__TOPIC": settings.kafka.topic,
+        "WEATHERPIPE_POSTGRES__STAGING_SCHEMA": settings.postgres.staging_schema,
+        "WEATHERPIPE_POSTGRES__OPS_SCHEMA": settings.postgres.ops_schema,
+        "WEATHERPIPE_LOG_FORMAT": "json",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spark_jobs.silver_job"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 240
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "writing load tables" in line or time.monotonic() > deadline:
+            break
+    time.sleep(0.5)  # let the tasks start COPYing
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert q(settings, "select count(*) from {s}.weather_observations")[0][0] == 0
+    assert q(settings, "select count(*) from {o}.bronze_manifest where silver_processed_at is not null")[0][0] == 0
+
+    result = silver_job.run(settings, spark=spark)  # sweeps the orphans, then completes
+    assert result.rows_out == bronze_twice - 1
+    leftovers = q(
+        settings,
+        "select count(*) from pg_tables where schemaname = %s and tablename like '\\_silver%%'",
+        (settings.postgres.staging_schema,),
+    )
+    assert leftovers[0][0] == 0
