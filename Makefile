@@ -45,7 +45,7 @@ test: stack-up manifest
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	cd dbt_project && ../$(BIN)/sqlfluff lint models snapshots tests macros analyses
+	cd dbt_project && ../$(BIN)/sqlfluff lint models snapshots tests
 
 format: venv
 	$(BIN)/ruff check --fix .

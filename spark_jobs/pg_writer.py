@@ -28,7 +28,7 @@ class LoadTable:
 
 
 def run_token(run_id: str) -> str:
-    return hashlib.sha1(run_id.encode()).hexdigest()[:10]
+    return hashlib.blake2s(run_id.encode(), digest_size=5).hexdigest()
 
 
 def copy_partitions(

@@ -84,7 +84,6 @@ class PostgresSettings(_Section):
     maintenance_database: str = "postgres"
     staging_schema: str = "staging"
     ops_schema: str = "ops"
-    marts_schema: str = "marts"
     bi_role: str = "bi_reader"
     bi_password: SecretStr | None = None
     connect_timeout_s: int = Field(5, ge=1)
@@ -117,6 +116,18 @@ class SparkSettings(_Section):
     shuffle_partitions: int = Field(4, ge=1)
     driver_memory: str = "2g"
     read_partitions: int = Field(4, ge=1)
+
+
+class DbtSettings(_Section):
+    """The Gold layer's dbt project. Every schema dbt builds is ``schema_prefix`` + its name (marts, ...)."""
+
+    target_schema: str = "gold"
+    schema_prefix: str = ""
+    threads: int = Field(4, ge=1)
+    lookback_hours: int = Field(72, ge=0)
+
+    def schema(self, name: str) -> str:
+        return f"{self.schema_prefix}{name}"
 
 
 class StackSettings(_Section):
@@ -153,6 +164,7 @@ class Settings(BaseSettings):
     postgres: PostgresSettings = PostgresSettings()
     bronze: BronzeSettings = BronzeSettings()
     spark: SparkSettings = SparkSettings()
+    dbt: DbtSettings = DbtSettings()
     stack: StackSettings = StackSettings()
     paths: PathSettings = PathSettings()
 

@@ -1,0 +1,91 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='observation_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='append_new_columns',
+        indexes=[
+            {'columns': ['observation_id'], 'unique': True},
+            {'columns': ['loaded_at']},
+            {'columns': ['city_id', 'local_date']},
+        ],
+    )
+}}
+
+-- Hourly grain: the latest observation of each city and UTC hour. Incremental runs rebuild only the (city, hour)
+-- pairs touched by rows Silver loaded within the lookback window, so late-arriving rows land correctly.
+with observations as (
+    select * from {{ ref('stg_weather__observations') }}
+),
+
+{% if is_incremental() %}
+    touched as (
+        select distinct
+            city_id,
+            date_trunc('hour', observed_at) as observation_hour
+        from observations
+        where
+            loaded_at > (
+                select coalesce(max(loaded_at), cast('1900-01-01' as timestamptz))
+                from {{ this }}
+            ) - interval '{{ var("lookback_hours") }} hours'
+    ),
+
+    candidates as (
+        select observations.*
+        from observations
+        inner join touched
+            on
+                observations.city_id = touched.city_id
+                and observations.observed_at >= touched.observation_hour
+                and observations.observed_at < touched.observation_hour + interval '1 hour'
+    ),
+{% else %}
+    candidates as (
+        select * from observations
+    ),
+{% endif %}
+
+hourly as (
+    {{ latest_per_hour('candidates') }}
+),
+
+cities as (
+    select * from {{ ref('dim_city') }}
+)
+
+select
+    {{ surrogate_key(['hourly.city_id', 'hourly.observation_hour']) }} as observation_id,
+    cities.city_key,
+    hourly.city_id,
+    cast(to_char(hourly.observed_at at time zone cities.timezone, 'YYYYMMDD') as integer) as date_key,
+    cast(hourly.observed_at at time zone cities.timezone as date) as local_date,
+    cast(extract(hour from hourly.observed_at at time zone cities.timezone) as integer) as hour_key,
+    hourly.observation_hour,
+    hourly.observed_at,
+    hourly.temperature_c,
+    hourly.feels_like_c,
+    hourly.dew_point_c,
+    hourly.pressure_hpa,
+    hourly.humidity_pct,
+    hourly.wind_speed_ms,
+    hourly.wind_gust_ms,
+    hourly.wind_direction_deg,
+    hourly.cloud_cover_pct,
+    hourly.rain_1h_mm,
+    hourly.snow_1h_mm,
+    hourly.precipitation_1h_mm,
+    hourly.visibility_m,
+    hourly.weather_code,
+    hourly.weather_code_system,
+    hourly.weather_condition,
+    hourly.weather_condition_detail,
+    hourly.source,
+    hourly.event_id,
+    hourly.loaded_at
+from hourly
+inner join cities
+    on
+        hourly.city_id = cities.city_id
+        and hourly.observed_at >= cities.valid_from
+        and hourly.observed_at < cities.valid_to

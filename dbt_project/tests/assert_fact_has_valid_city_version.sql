@@ -1,0 +1,9 @@
+-- No fact without the city version that was valid at its observation time.
+select f.observation_id
+from {{ ref('fct_weather_observations') }} as f
+left join {{ ref('dim_city') }} as c
+    on
+        f.city_key = c.city_key
+        and f.observed_at >= c.valid_from
+        and f.observed_at < c.valid_to
+where c.city_key is null

@@ -1,0 +1,153 @@
+"""Gold: dbt build on data produced by the real Silver job from the replay source."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import yaml
+
+from ingestion import bronze_sink, stage
+from spark_jobs import silver_job
+from tests.conftest import ROOT, derive
+from weatherpipe import db, gold
+from weatherpipe.settings import Settings
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+NYC = ["nyc-jfk", "nyc-lga", "nyc-ewr"]
+DAY = dt.timedelta(days=1)
+START = dt.datetime(2013, 2, 11, tzinfo=dt.UTC)
+
+
+def load(settings: Settings, spark, start: dt.datetime, end: dt.datetime) -> None:
+    stage.run(settings, source="replay", city_ids=NYC, start=start, end=end)
+    bronze_sink.run(settings)
+    silver_job.run(settings, spark=spark)
+
+
+def q(settings: Settings, query: str) -> list[tuple]:
+    with db.connect(settings.postgres) as conn:
+        return conn.execute(
+            query.format(m=f'"{settings.dbt.schema("marts")}"', s=f'"{settings.postgres.staging_schema}"')
+        ).fetchall()
+
+
+def marts_hash(settings: Settings) -> tuple:
+    return tuple(
+        q(settings, f"select md5(string_agg(t::text, '|' order by t::text)) from {{m}}.{table} t")[0][0]
+        for table in ("fct_weather_observations", "gold_weather_aggregates", "agg_weather_monthly")
+    )
+
+
+@pytest.fixture(scope="module")
+def warehouse(local_stack: Settings, spark) -> Iterator[Settings]:
+    uid = uuid.uuid4().hex[:8]
+    settings = derive(
+        local_stack,
+        kafka={"topic": f"gold_{uid}", "consumer_group": f"gold_{uid}"},
+        s3={"bronze_prefix": f"tests/{uid}/bronze", "deadletter_prefix": f"tests/{uid}/dl"},
+        postgres={"staging_schema": f"stg_{uid}", "ops_schema": f"ops_{uid}", "bi_password": "bi-canary-pass"},
+        dbt={"schema_prefix": f"t{uid}_"},
+    )
+    db.ensure_warehouse(settings)
+    load(settings, spark, START, START + 3 * DAY)
+    yield settings
+    with db.connect(settings.postgres) as conn:
+        schemas = [r[0] for r in conn.execute("select nspname from pg_namespace where nspname like %s", (f"t{uid}_%",))]
+        for schema in [*schemas, settings.postgres.staging_schema, settings.postgres.ops_schema]:
+            conn.execute(f'drop schema if exists "{schema}" cascade')
+
+
+def test_build_passes_and_marts_are_consistent(warehouse: Settings) -> None:
+    result = gold.run(warehouse, run_id="gold-1")
+    assert result.status == "success"
+    nodes = result.details["nodes"]
+    assert not any(k.endswith((":error", ":fail")) for k in nodes), nodes
+    assert nodes.get("snapshot:success") == 1 and nodes.get("model:success", 0) >= 9
+    assert nodes.get("test:pass", 0) >= 40
+    silver_rows = q(warehouse, "select count(*) from {s}.weather_observations")[0][0]
+    assert result.rows_in == silver_rows and result.rows_out == silver_rows  # replay is exactly hourly
+    days = q(warehouse, "select count(*), sum(observation_count) from {m}.gold_weather_aggregates")[0]
+    assert days[1] == silver_rows and days[0] >= 9  # 3 cities x 3+ local days
+    sample = q(
+        warehouse,
+        "select city_name, dominant_condition, observation_count from {m}.gold_weather_aggregates "
+        "where city_id = 'nyc-jfk' and local_date = '2013-02-12'",
+    )
+    assert sample and sample[0][0] == "New York JFK" and sample[0][2] == 24
+
+
+def test_incremental_adds_only_new_rows_and_equals_full_refresh(warehouse: Settings, spark) -> None:
+    no_lookback = derive(warehouse, dbt={"lookback_hours": 0})  # everything here was loaded minutes ago
+    gold.run(no_lookback)
+    before = dict(q(warehouse, "select observation_id, xmin::text from {m}.fct_weather_observations"))
+    load(warehouse, spark, START + 3 * DAY, START + 4 * DAY)
+    gold.run(no_lookback)
+    after = dict(q(warehouse, "select observation_id, xmin::text from {m}.fct_weather_observations"))
+    new = set(after) - set(before)
+    assert 60 <= len(new) <= 72  # one more day of 3 stations (less the record's gaps)
+    assert [k for k in before if after[k] != before[k]] == []  # old facts were not rewritten
+    incremental = marts_hash(warehouse)
+    gold.run(warehouse, full_refresh=True)
+    assert marts_hash(warehouse) == incremental
+
+
+def test_snapshot_closes_a_changed_city(warehouse: Settings, spark, tmp_path: Path) -> None:
+    gold.run(warehouse)
+    cities = yaml.safe_load((ROOT / "config" / "cities.yaml").read_text())
+    for c in cities["cities"]:
+        if c["id"] == "nyc-jfk":
+            c["name"] = "New York John F. Kennedy"
+    changed = tmp_path / "cities.yaml"
+    changed.write_text(yaml.safe_dump(cities, allow_unicode=True))
+    renamed = derive(warehouse, paths={"cities_file": changed})
+    load(renamed, spark, START + 4 * DAY, START + 5 * DAY)
+    gold.run(renamed)
+    versions = q(
+        warehouse,
+        "select city_name, is_current, valid_to < '9999-01-01' from {m}.dim_city "
+        "where city_id = 'nyc-jfk' order by version_number",
+    )
+    assert versions == [("New York JFK", False, True), ("New York John F. Kennedy", True, False)]
+    current_name = q(warehouse, "select distinct city_name from {m}.gold_weather_aggregates where city_id = 'nyc-jfk'")
+    assert current_name == [("New York John F. Kennedy",)]
+
+
+def test_bi_role_reads_marts_only(warehouse: Settings) -> None:
+    gold.run(warehouse)
+    pg = warehouse.postgres
+    marts = warehouse.dbt.schema("marts")
+    with psycopg.connect(
+        host=pg.host, port=pg.port, dbname=pg.database, user=pg.bi_role, password="bi-canary-pass", autocommit=True
+    ) as conn:
+        assert conn.execute(f'select count(*) from "{marts}".gold_weather_aggregates').fetchone()[0] > 0
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(f"insert into \"{marts}\".dim_hour values (99, 'x', 'night')")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(f'select * from "{pg.staging_schema}".weather_observations limit 1')
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(f'create table "{marts}".intruder (x int)')
+
+
+def test_docs_build_offline_and_every_column_is_described(warehouse: Settings) -> None:
+    gold.run(warehouse)
+    target = gold.build_docs(warehouse)
+    assert (target / "index.html").exists() and (target / "catalog.json").exists()
+    catalog = json.loads((target / "catalog.json").read_text())["nodes"]
+    manifest = json.loads((target / "manifest.json").read_text())["nodes"]
+    assert "model.weather_dw.gold_weather_aggregates" in catalog
+    undocumented = []
+    for unique_id, node in manifest.items():
+        if node["resource_type"] not in {"model", "snapshot"}:
+            continue
+        if not node["description"].strip():
+            undocumented.append(unique_id)
+        described = {c for c, meta in node["columns"].items() if meta["description"].strip()}
+        built = {c.lower() for c in catalog.get(unique_id, {}).get("columns", {})}
+        undocumented += [f"{unique_id}.{c}" for c in sorted(built - described)]
+    assert undocumented == []

@@ -1,0 +1,33 @@
+"""The code quality gates, run as tests so that `make test` (and CI) enforce them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+BIN = Path(sys.executable).parent
+
+
+def _run(*cmd: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False, timeout=600)
+
+
+def test_ruff_lint_and_import_order() -> None:
+    out = _run(str(BIN / "ruff"), "check", ".")
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_ruff_format() -> None:
+    out = _run(str(BIN / "ruff"), "format", "--check", ".")
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.slow
+def test_sqlfluff_lint_dbt_project(local_stack) -> None:
+    out = _run(str(BIN / "sqlfluff"), "lint", "models", "snapshots", "tests", cwd=ROOT / "dbt_project")
+    assert out.returncode == 0, out.stdout[-4000:]
