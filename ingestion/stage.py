@@ -73,6 +73,8 @@ def _ingest(
 ) -> None:
     cities = load_cities(settings, city_ids)
     source = weather_source or make_source(settings, source_name)
+    if source.name == "replay" and city_ids is None:  # by default, replay the cities that have a recorded station
+        cities = [c for c in cities if c.replay_station]
     result.details.update(source=source.name, cities=len(cities))
     ensure_topic(settings.kafka)
     producer = make_producer(settings.kafka)

@@ -196,8 +196,9 @@ def _process(settings: Settings, result: StageResult, objects: list[BronzeObject
 def merge(
     settings: Settings, run_id: str, obs: list[LoadTable], quarantine: list[LoadTable], objects: list[BronzeObject]
 ) -> dict[str, int]:
-    """One transaction: upsert observations (a later ingestion wins), add quarantined rows, refresh cities, mark
-    the bronze objects processed (only if unchanged since read), drop the load tables."""
+    """One transaction: upsert observations (a later ingestion with different values wins; an identical re-fetch
+    changes nothing, so downstream models do not reprocess it), add quarantined rows, refresh cities, mark the
+    bronze objects processed (only if unchanged since read), drop the load tables."""
     pg = settings.postgres
     s = pg.staging_schema
     target = sql.Identifier(s, "weather_observations")
@@ -214,6 +215,11 @@ def merge(
             sql.SQL("select {} from {}").format(col_list, sql.Identifier(s, t.name)) for t in tables
         )
 
+    measures = [f.name for f in schemas.MEASURES]
+    changed = sql.SQL("({}) is distinct from ({})").format(
+        sql.SQL(", ").join(sql.SQL("excluded.{}").format(sql.Identifier(c)) for c in measures),
+        sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in measures),
+    )
     counts = {"inserted": 0, "updated": 0}
     with db.connect(pg) as conn:
         if obs:
@@ -221,8 +227,8 @@ def merge(
                 sql.SQL(
                     "insert into {t} as t ({cols}) {src} on conflict (city_id, observed_at) do update set {upd}, "
                     "loaded_at = now() where (excluded.ingested_at, excluded.kafka_partition, excluded.kafka_offset)"
-                    " > (t.ingested_at, t.kafka_partition, t.kafka_offset) returning (xmax = 0)"
-                ).format(t=target, cols=cols, src=union(obs, OBSERVATION_COLUMNS), upd=updates)
+                    " > (t.ingested_at, t.kafka_partition, t.kafka_offset) and {changed} returning (xmax = 0)"
+                ).format(t=target, cols=cols, src=union(obs, OBSERVATION_COLUMNS), upd=updates, changed=changed)
             ).fetchall()
             counts["inserted"] = sum(1 for (new,) in rows if new)
             counts["updated"] = len(rows) - counts["inserted"]

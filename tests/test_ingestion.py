@@ -85,9 +85,8 @@ def test_replay_publishes_window_with_original_timestamps_and_stable_ids(setting
     recorded = _recorded_rows(start, end)
     assert 60 < recorded < 72  # 3 stations x 24 hours, less the dataset's real gaps
     first = stage.run(settings, source="replay", start=start, end=end, run_id="replay-1")
-    assert first.status == "partial"  # the 18 non-NYC cities have no recorded station: reported, not hidden
+    assert first.status == "success"  # by default the replay takes the cities that have a recorded station
     assert first.rows_in == first.rows_out == recorded
-    assert len(first.details["failed_cities"]) == 18
     published = envelopes(settings, recorded)
     assert len(published) == recorded
     assert {e.city_id for e in published} == {"nyc-jfk", "nyc-lga", "nyc-ewr"}
@@ -104,7 +103,10 @@ def test_replay_publishes_window_with_original_timestamps_and_stable_ids(setting
     for e in again:
         ids_by_run.setdefault(e.run_id, set()).add(e.event_id)
     assert ids_by_run["replay-2"] <= ids_by_run["replay-1"]  # the same observation keeps its identity
-    assert audit(settings, "replay-1")[:4] == ("partial", recorded, recorded, 18)
+    assert audit(settings, "replay-1")[:4] == ("success", recorded, recorded, 0)
+    asked = stage.run(settings, source="replay", city_ids=["paris", "nyc-lga"], start=start, end=end)
+    assert asked.status == "partial"  # a city asked for explicitly without a station is reported, not hidden
+    assert asked.details["failed_cities"] == {"paris": "no replay_station configured for this city"}
 
 
 def _recorded_rows(start: dt.datetime, end: dt.datetime, station: str | None = None) -> int:

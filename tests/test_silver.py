@@ -84,6 +84,35 @@ def test_bronze_to_staging_cleans_quarantines_and_deduplicates(settings: Setting
     assert q(settings, "select min(ingested_at) from {s}.weather_observations")[0][0] == latest  # later wins
 
 
+def test_identical_refetch_is_a_no_op_but_a_changed_value_updates(settings: Settings, spark, bronze_twice: int) -> None:
+    silver_job.run(settings, spark=spark)
+    before = table_hash(settings)
+    stage.run(settings, source="replay", city_ids=NYC, start=START, end=END)  # a third, identical fetch
+    bronze_sink.run(settings)
+    again = silver_job.run(settings, spark=spark)
+    assert again.details["updated"] == 0 and again.details["stale_vs_staging"] == bronze_twice - 1
+    assert table_hash(settings) == before
+    from ingestion.envelope import Envelope
+    from tests.helpers import publish_raw
+
+    corrected = Envelope.build(
+        source="replay",
+        city_id="nyc-jfk",
+        observed_at=START + dt.timedelta(hours=6),
+        run_id="fix",
+        payload={"origin": "JFK", "temp": "50", "time_hour": "x"},
+    )
+    publish_raw(settings, [corrected.to_bytes()])
+    bronze_sink.run(settings)
+    fixed = silver_job.run(settings, spark=spark)
+    assert (fixed.details["inserted"], fixed.details["updated"]) == (0, 1)
+    assert q(
+        settings,
+        "select temperature_c from {s}.weather_observations where city_id = 'nyc-jfk' and observed_at = %s",
+        (START + dt.timedelta(hours=6),),
+    )[0][0] == pytest.approx(10.0)
+
+
 def test_rerun_is_a_no_op(settings: Settings, spark, bronze_twice: int) -> None:
     silver_job.run(settings, spark=spark)
     before = table_hash(settings)

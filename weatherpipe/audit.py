@@ -7,9 +7,10 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import psycopg
 from psycopg import sql
 
-from weatherpipe.db import connect
+from weatherpipe.db import connect, ensure_warehouse
 from weatherpipe.errors import PipelineError
 from weatherpipe.log import log_context
 from weatherpipe.results import StageResult, timed
@@ -59,13 +60,14 @@ def record_result(settings: Settings, result: StageResult) -> None:
 def _record_quietly(settings: Settings, result: StageResult) -> None:
     try:
         record_result(settings, result)
-    except PipelineError as exc:  # the audit table must never hide the stage's own outcome
+    except (PipelineError, psycopg.Error) as exc:  # the audit table must never hide the stage's own outcome
         log.warning("could not record the stage result", extra={"error": str(exc)})
 
 
 @contextmanager
 def stage_scope(settings: Settings, result: StageResult) -> Iterator[StageResult]:
     """Log context + timing + one result line + the audit row, written after the outcome is known."""
+    ensure_warehouse(settings, once=True)
     with (
         log_context(stage=result.stage, run_id=result.run_id),
         timed(result, on_finish=lambda r: _record_quietly(settings, r)),

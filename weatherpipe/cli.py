@@ -229,6 +229,14 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:  # a bug or an unforeseen failure: one clear line, the traceback only in debug logs
+        log.debug("unexpected error", exc_info=True)
+        first = (REDACT(str(exc)).strip().splitlines() or [""])[0]
+        typer.echo(
+            f"error: unexpected {type(exc).__name__}: {first} (set WEATHERPIPE_LOG_LEVEL=DEBUG for the traceback)",
+            err=True,
+        )
+        sys.exit(70)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -42,9 +42,16 @@ def ping(pg: PostgresSettings, database: str | None = None) -> bool:
         return False
 
 
-def ensure_warehouse(settings: Settings) -> None:
-    """Create the warehouse database, its schemas and the ops tables if missing (idempotent)."""
+_BOOTSTRAPPED: set[tuple[str, int, str, str, str]] = set()
+
+
+def ensure_warehouse(settings: Settings, *, once: bool = False) -> None:
+    """Create the warehouse database, its schemas and the ops tables if missing (idempotent). With ``once``,
+    skip the work if this process already did it for the same server, database and schemas."""
     pg = settings.postgres
+    key = (pg.host, pg.port, pg.database, pg.ops_schema, pg.staging_schema)
+    if once and key in _BOOTSTRAPPED:
+        return
     with connect(pg, pg.maintenance_database, autocommit=True) as conn:
         exists = conn.execute("select 1 from pg_database where datname = %s", (pg.database,)).fetchone()
         if not exists:

@@ -8,6 +8,7 @@ printed: ``weatherpipe config show`` redacts them.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -130,6 +131,16 @@ class DbtSettings(_Section):
         return f"{self.schema_prefix}{name}"
 
 
+class PipelineSettings(_Section):
+    """How a whole run is driven (``weatherpipe run`` and the Airflow DAG)."""
+
+    source: Literal["auto", "openweather", "open-meteo", "replay"] = "auto"
+    # The offline replay has 2013 only: an interval of any other year replays the same hours of this year.
+    replay_year: int = 2013
+    replay_default_start: dt.datetime = dt.datetime(2013, 1, 1, tzinfo=dt.UTC)
+    replay_default_end: dt.datetime = dt.datetime(2013, 2, 1, tzinfo=dt.UTC)
+
+
 class StackSettings(_Section):
     """Local, Docker-free services (``weatherpipe stack up``)."""
 
@@ -165,6 +176,7 @@ class Settings(BaseSettings):
     bronze: BronzeSettings = BronzeSettings()
     spark: SparkSettings = SparkSettings()
     dbt: DbtSettings = DbtSettings()
+    pipeline: PipelineSettings = PipelineSettings()
     stack: StackSettings = StackSettings()
     paths: PathSettings = PathSettings()
 

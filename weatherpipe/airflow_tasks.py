@@ -1,0 +1,103 @@
+"""The bodies of the Airflow tasks. DAG files only wire these together; every heavy import happens here, at
+task run time, and each task calls the same stage function as the CLI.
+
+Transient errors (a service down, API 429/5xx) are re-raised for Airflow to retry with backoff; terminal ones
+(bad key, bad config, a broken ``fail`` expectation) fail the task at once, without retries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from weatherpipe.errors import PipelineError
+
+
+def _settings() -> Any:
+    from weatherpipe.log import configure_logging
+    from weatherpipe.settings import load_settings
+
+    settings = load_settings()
+    configure_logging(settings.log_level, "json", settings.secrets())
+    return settings
+
+
+def _guard(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except PipelineError as exc:
+        if exc.transient:
+            raise
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(str(exc)) from None
+
+
+def ingest(run_id: str, start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
+    from ingestion import stage
+    from weatherpipe import pipeline
+
+    settings = _settings()
+    source = pipeline.resolve_source(settings, "auto")
+    if source == "replay":
+        start, end = pipeline.replay_window(settings, start, end)
+    result = _guard(lambda: stage.run(settings, source=source, start=start, end=end, run_id=run_id))
+    return {"source": source, "start": start.isoformat(), "end": end.isoformat(), **result.summary()}
+
+
+def bronze(run_id: str) -> dict[str, Any]:
+    from ingestion import bronze_sink
+
+    settings = _settings()
+    return _guard(lambda: bronze_sink.run(settings, run_id=run_id)).summary()
+
+
+def silver(run_id: str, window: dict[str, Any]) -> dict[str, Any]:
+    from spark_jobs import silver_job
+
+    settings = _settings()
+    start, end = dt.datetime.fromisoformat(window["start"]), dt.datetime.fromisoformat(window["end"])
+    return _guard(lambda: silver_job.run(settings, start=start, end=end, run_id=run_id)).summary()
+
+
+def reconcile(run_id: str) -> dict[str, Any]:
+    from weatherpipe import pipeline
+
+    settings = _settings()
+    stages = dict(next((s for r, s in pipeline.recent_runs(settings, 50) if r == run_id), {}))
+    checks = pipeline.reconcile(stages)
+    failed = [f"{c.name}: {c.detail}" for c in checks if not c.ok]
+    if failed or not checks:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException("run does not reconcile: " + ("; ".join(failed) or "no stage results"))
+    return {c.name: c.detail for c in checks}
+
+
+def retention(days: int) -> dict[str, Any]:
+    from ingestion import bronze_sink
+
+    return _guard(lambda: bronze_sink.retention(_settings(), days=days)).summary()
+
+
+def sweep_staging() -> dict[str, Any]:
+    """Drop Silver load tables orphaned by killed jobs (under the Silver job lock)."""
+    from spark_jobs import silver_job
+    from spark_jobs.pg_writer import sweep_orphans
+    from weatherpipe import db
+
+    settings = _settings()
+    silver_job.ensure_staging(settings)
+    with silver_job.job_lock(settings), db.connect(settings.postgres) as conn:
+        return {"dropped": sweep_orphans(conn, settings.postgres.staging_schema)}
+
+
+def dbt_operator_config() -> dict[str, Any]:
+    """What the Cosmos task group needs, from the settings (no secret: dbt reads the password from the env)."""
+    from weatherpipe import gold
+    from weatherpipe.settings import load_settings
+
+    settings = load_settings()
+    env = {k: v for k, v in gold.dbt_env(settings).items() if "PASSWORD" not in k}
+    return {"project_dir": gold.project_dir(settings), "env": env, "vars": gold.dbt_vars(settings)}

@@ -1,0 +1,274 @@
+"""The whole pipeline without Airflow: the same stage functions in order, a progress display, a summary that
+reconciles the counts, and ``status`` over the audit table."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from psycopg import sql
+
+from weatherpipe import db
+from weatherpipe.results import StageResult, new_run_id, utcnow
+from weatherpipe.settings import Settings
+
+log = logging.getLogger(__name__)
+STAGES = ("ingest", "bronze", "silver", "gold")
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class PipelineSummary:
+    run_id: str
+    source: str
+    start: dt.datetime | None
+    end: dt.datetime | None
+    results: list[StageResult] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    error: str | None = None
+    docs: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and all(c.ok for c in self.checks)
+
+
+def resolve_source(settings: Settings, source: str) -> str:
+    if source != "auto":
+        return source
+    if settings.pipeline.source != "auto":
+        return settings.pipeline.source
+    key = settings.api.openweather_api_key
+    return "openweather" if key is not None and key.get_secret_value() else "replay"
+
+
+def replay_window(
+    settings: Settings, start: dt.datetime | None, end: dt.datetime | None
+) -> tuple[dt.datetime, dt.datetime]:
+    """The replay has one year of data: an interval in another year maps onto the same hours of that year."""
+    if start is None or end is None:
+        return settings.pipeline.replay_default_start, settings.pipeline.replay_default_end
+    year = settings.pipeline.replay_year
+    if start.year == year:
+        return start, end
+    try:
+        shifted = start.replace(year=year)
+    except ValueError:  # 29 February
+        shifted = start.replace(year=year, day=28)
+    return shifted, shifted + (end - start)
+
+
+def reconcile(results: dict[str, dict[str, Any]]) -> list[Check]:
+    """The counts of one run must add up, stage to stage. ``results`` maps stage -> its audit row."""
+    checks: list[Check] = []
+    ingest, bronze, silver = results.get("ingest"), results.get("bronze"), results.get("silver")
+    if ingest:
+        checks.append(
+            Check(
+                "ingest: fetched = published",
+                ingest["rows_in"] == ingest["rows_out"],
+                f"{ingest['rows_in']} fetched, {ingest['rows_out']} published",
+            )
+        )
+    if bronze:
+        total = bronze["rows_out"] + bronze["rows_rejected"]
+        checks.append(
+            Check(
+                "bronze: read = written + dead-lettered",
+                bronze["rows_in"] == total,
+                f"{bronze['rows_in']} read = {bronze['rows_out']} + {bronze['rows_rejected']}",
+            )
+        )
+        if ingest:
+            checks.append(
+                Check(
+                    "bronze read >= published this run",
+                    bronze["rows_in"] >= ingest["rows_out"],
+                    f"{bronze['rows_in']} read, {ingest['rows_out']} published",
+                )
+            )
+    if silver:
+        d = silver.get("details") or {}
+        parts = [d.get(k, 0) for k in ("inserted", "updated", "stale_vs_staging", "duplicates_in_batch")]
+        total = sum(parts) + silver["rows_rejected"]
+        checks.append(
+            Check(
+                "silver: read = upserted + stale + duplicates + quarantined",
+                silver["rows_in"] == total,
+                f"{silver['rows_in']} = {' + '.join(map(str, parts))} + {silver['rows_rejected']}",
+            )
+        )
+    for stage, row in results.items():
+        if row["status"] == "failed":
+            checks.append(Check(f"{stage} succeeded", False, row.get("error") or "failed"))
+    return checks
+
+
+def run(
+    settings: Settings,
+    *,
+    source: str = "auto",
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    build_docs: bool = True,
+    run_id: str | None = None,
+) -> PipelineSummary:
+    from rich.console import Console
+
+    from ingestion import bronze_sink
+    from ingestion import stage as ingest_stage
+    from spark_jobs import silver_job
+    from weatherpipe import gold
+    from weatherpipe.errors import PipelineError
+
+    name = resolve_source(settings, source)
+    if name == "replay":
+        start, end = replay_window(settings, start, end)
+    summary = PipelineSummary(run_id or new_run_id("run"), name, start, end)
+    console = Console(stderr=True)
+    steps = [
+        ("ingest", lambda: ingest_stage.run(settings, source=name, start=start, end=end, run_id=summary.run_id)),
+        ("bronze", lambda: bronze_sink.run(settings, run_id=summary.run_id)),
+        ("silver", lambda: silver_job.run(settings, start=start, end=end, run_id=summary.run_id)),
+        ("gold", lambda: gold.run(settings, run_id=summary.run_id)),
+    ]
+    for i, (stage_name, step) in enumerate(steps, 1):
+        with console.status(f"[{i}/{len(steps)}] {stage_name} …"):
+            try:
+                result = step()
+            except PipelineError as exc:
+                summary.error = f"{stage_name}: {exc}"
+                console.print(f"[{i}/{len(steps)}] {stage_name} [red]failed[/red]: {exc}")
+                break
+        summary.results.append(result)
+        console.print(
+            f"[{i}/{len(steps)}] {stage_name} {result.status}: {result.rows_in} in, {result.rows_out} out, "
+            f"{result.rows_rejected} rejected ({result.duration_s:.1f}s)"
+        )
+    summary.checks = reconcile({r.stage: r.to_dict() for r in summary.results})
+    if build_docs and summary.error is None:
+        with console.status("building dbt docs …"):
+            summary.docs = str(gold.build_docs(settings) / "index.html")
+    return summary
+
+
+def render_summary(settings: Settings, summary: PipelineSummary) -> str:
+    lines = [
+        f"run {summary.run_id} — source {summary.source}"
+        + (
+            f", {summary.start:%Y-%m-%d %H:%M} → {summary.end:%Y-%m-%d %H:%M} UTC"
+            if summary.start and summary.end
+            else ""
+        ),
+        "",
+        f"{'stage':<8} {'status':<8} {'in':>8} {'out':>8} {'rejected':>9} {'seconds':>8}",
+    ]
+    for r in summary.results:
+        lines.append(
+            f"{r.stage:<8} {r.status:<8} {r.rows_in:>8} {r.rows_out:>8} {r.rows_rejected:>9} {r.duration_s:>8.1f}"
+        )
+    silver = next((r for r in summary.results if r.stage == "silver"), None)
+    if silver and silver.details.get("rule_counts"):
+        broken = {k: v for k, v in silver.details["rule_counts"].items() if v}
+        actions = silver.details.get("rule_actions", {})
+        if broken:
+            lines += ["", "expectations broken (rows):"]
+            lines += [f"  {k:<24} {v:>6}  ({actions.get(k, '?')})" for k, v in sorted(broken.items())]
+    lines += ["", "reconciliation:"]
+    lines += [f"  {'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}" for c in summary.checks]
+    if summary.error:
+        lines += ["", f"error: {summary.error}"]
+    marts = settings.dbt.schema("marts")
+    lines += [
+        "",
+        "where to look:",
+        f"  warehouse  {settings.postgres.safe_url()}",
+        f"  marts      {marts}.gold_weather_aggregates, {marts}.fct_weather_observations, {marts}.dim_city, ...",
+        f"  silver     {settings.postgres.staging_schema}.weather_observations, "
+        f"{settings.postgres.staging_schema}.weather_quarantine",
+        f"  bronze     s3://{settings.s3.bucket}/{settings.s3.bronze_prefix}/ (dead letters: "
+        f"{settings.s3.deadletter_prefix}/)",
+    ]
+    if summary.docs:
+        lines.append(f"  docs       {summary.docs}  (serve: weatherpipe docs)")
+    lines.append(f"  result     {'RECONCILED' if summary.ok else 'NOT RECONCILED'}")
+    return "\n".join(lines)
+
+
+def recent_runs(settings: Settings, limit: int) -> list[tuple[str, dict[str, dict[str, Any]]]]:
+    pg = settings.postgres
+    query = sql.SQL(
+        """select run_id, stage, status, rows_in, rows_out, rows_rejected, details, error, started_at, duration_s
+           from {t} where run_id in (
+               select run_id from {t} where stage in ('ingest', 'bronze', 'silver', 'gold')
+               group by run_id order by max(started_at) desc limit %s)
+           order by started_at"""
+    ).format(t=sql.Identifier(pg.ops_schema, "pipeline_runs"))
+    runs: dict[str, dict[str, dict[str, Any]]] = {}
+    db.ensure_warehouse(settings, once=True)
+    with db.connect(pg) as conn:
+        for row in conn.execute(query, (limit,)):
+            keys = (
+                "run_id",
+                "stage",
+                "status",
+                "rows_in",
+                "rows_out",
+                "rows_rejected",
+                "details",
+                "error",
+                "started_at",
+                "duration_s",
+            )
+            rec = dict(zip(keys, row, strict=True))
+            runs.setdefault(rec["run_id"], {})[rec["stage"]] = rec
+    return sorted(runs.items(), key=lambda kv: max(r["started_at"] for r in kv[1].values()), reverse=True)
+
+
+def gold_freshness(settings: Settings) -> str:
+    marts = settings.dbt.schema("marts")
+    try:
+        with db.connect(settings.postgres) as conn:
+            row = conn.execute(
+                sql.SQL("select max(loaded_at), count(*) from {}").format(
+                    sql.Identifier(marts, "fct_weather_observations")
+                )
+            ).fetchone()
+    except Exception:
+        return "no Gold tables yet (run `weatherpipe run`)"
+    if not row or row[0] is None:
+        return "Gold is empty"
+    age = utcnow() - row[0]
+    return (
+        f"newest Silver load in Gold: {row[0]:%Y-%m-%d %H:%M} UTC ({age.total_seconds() / 3600:.1f} h ago), "
+        f"{row[1]} hourly facts"
+    )
+
+
+def render_status(settings: Settings, limit: int = 5) -> str:
+    runs = recent_runs(settings, limit)
+    if not runs:
+        return "no runs recorded yet"
+    lines = []
+    for run_id, stages in runs:
+        checks = reconcile(stages)
+        ok = all(c.ok for c in checks) and all(s["status"] != "failed" for s in stages.values())
+        lines.append(f"{run_id}  {'reconciled' if ok else 'NOT reconciled'}")
+        for stage in STAGES:
+            if stage in stages:
+                s = stages[stage]
+                lines.append(
+                    f"  {stage:<7} {s['status']:<8} in={s['rows_in']:<7} out={s['rows_out']:<7} "
+                    f"rejected={s['rows_rejected']:<5} {s['duration_s'] or 0:.1f}s"
+                )
+        lines += [f"    {'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}" for c in checks if not c.ok]
+    lines += ["", gold_freshness(settings)]
+    return "\n".join(lines)
