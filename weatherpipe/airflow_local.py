@@ -50,4 +50,4 @@ def standalone(settings: Settings, port: int = 8080) -> None:
     env = airflow_env(settings, port=port)
     prepare(env)
     print(f"Airflow UI: http://127.0.0.1:{port}/  login: admin (password in {env['AIRFLOW_HOME']}/passwords.json)")
-    os.execvpe(str(Path(sys.executable).with_name("airflow")), ["airflow", "standalone"], env)
+    os.execvpe(str(Path(sys.executable).with_name("airflow")), ["airflow", "standalone"], env)  # noqa: S606
