@@ -9,7 +9,7 @@ from typing import Any
 from weatherpipe.settings import Settings
 
 
-def spark_session(settings: Settings, app_name: str = "weatherpipe") -> Any:
+def spark_session(settings: Settings, app_name: str = "weatherpipe", extra_conf: dict[str, str] | None = None) -> Any:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
@@ -31,6 +31,8 @@ def spark_session(settings: Settings, app_name: str = "weatherpipe") -> Any:
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.python.worker.reuse", "true")
     )
+    for key, value in (extra_conf or {}).items():
+        builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark

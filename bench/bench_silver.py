@@ -1,0 +1,101 @@
+"""Silver: the Spark job on the replay year, and its exactly-once write path (COPY into per-task tables + one
+merge transaction) vs. a raw psycopg COPY of the same rows and vs. Spark's JDBC writer, in the same run.
+
+The JDBC writer needs Debian's libpostgresql-jdbc-java (/usr/share/java/postgresql.jar); without it that row is
+skipped.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from psycopg import sql
+
+from bench.common import BenchRow, isolated, timed
+from ingestion import bronze_sink, stage
+from spark_jobs import schemas, silver_job
+from spark_jobs.pg_writer import copy_partitions
+from weatherpipe import db
+
+JDBC_JAR = Path("/usr/share/java/postgresql.jar")
+COLUMNS = list(silver_job.OBSERVATION_COLUMNS)
+
+
+def _spark(settings):
+    from spark_jobs.session import spark_session
+
+    return spark_session(settings, "weatherpipe-bench", {"spark.jars": str(JDBC_JAR)} if JDBC_JAR.exists() else None)
+
+
+def run() -> list[BenchRow]:
+    rows: list[BenchRow] = []
+    with isolated("silver") as settings:
+        stage.run(settings, source="replay", city_ids=["nyc-jfk", "nyc-lga", "nyc-ewr"],
+                  start=settings.pipeline.replay_default_start.replace(month=1, day=1),
+                  end=settings.pipeline.replay_default_start.replace(year=2014))
+        bronze = bronze_sink.run(settings)
+        spark = _spark(settings)
+        job_s, result = timed(lambda: silver_job.run(settings, spark=spark))
+        n = result.rows_out
+        rows.append(BenchRow("silver", f"job rate, replay year, {bronze.rows_out} rows (rows/s)",
+                             result.rows_in / job_s, 0, 0, "", f"wall {job_s:.1f}s, {len(result.objects)} objects"))
+
+        schema = settings.postgres.staging_schema
+        with db.connect(settings.postgres) as conn:
+            cur = conn.execute(sql.SQL("select {} from {}").format(
+                sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), sql.Identifier(schema, "weather_observations")))
+            data = cur.fetchall()
+        table = pa.Table.from_pylist([dict(zip(COLUMNS, r, strict=True)) for r in data])
+        buf = io.BytesIO()
+        pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=False))
+        payload = buf.getvalue()
+
+        def fresh(name: str) -> None:
+            with db.connect(settings.postgres) as conn:
+                conn.execute(sql.SQL("create table {} (like {} including all)").format(
+                    sql.Identifier(schema, name), sql.Identifier(schema, "weather_observations")))
+
+        def raw_copy() -> None:
+            with db.connect(settings.postgres) as conn, conn.cursor() as cur, cur.copy(
+                sql.SQL("copy {} ({}) from stdin (format csv)").format(
+                    sql.Identifier(schema, "ref_copy"), sql.SQL(", ").join(map(sql.Identifier, COLUMNS)))
+            ) as copy:
+                copy.write(payload)
+
+        fresh("ref_copy")
+        copy_s, _ = timed(raw_copy)
+
+        df = spark.createDataFrame(table.to_pandas(), schema=_spark_schema()).repartition(
+            settings.spark.shuffle_partitions).cache()
+        df.count()
+
+        def ours() -> None:
+            tables = copy_partitions(df, settings.postgres, schema, "weather_observations", "obs", "bench-run")
+            with db.connect(settings.postgres) as conn:
+                conn.execute(sql.SQL("truncate {}").format(sql.Identifier(schema, "weather_observations")))
+            silver_job.merge(settings, "bench-run", tables, [], [])
+
+        ours_s, _ = timed(ours)
+        rows.append(BenchRow("silver", f"write path vs raw COPY, {n} rows (rows/s)", n / ours_s, n / copy_s,
+                             copy_s / ours_s, ">= 0.3", "ours: per-task COPY + one merge txn"))
+        if JDBC_JAR.exists():
+            fresh("ref_jdbc")
+            pg = settings.postgres
+            url = f"jdbc:postgresql://{pg.host}:{pg.port}/{pg.database}?stringtype=unspecified"
+            props = {"user": pg.user, "password": pg.password.get_secret_value() if pg.password else "",
+                     "driver": "org.postgresql.Driver"}
+            jdbc_s, _ = timed(lambda: df.write.jdbc(url, f'"{schema}".ref_jdbc', mode="append", properties=props))
+            rows.append(BenchRow("silver", f"write path vs Spark JDBC writer, {n} rows (rows/s)", n / ours_s,
+                                 n / jdbc_s, jdbc_s / ours_s, ">= 1.0", "JDBC: not atomic"))
+        df.unpersist()
+    return rows
+
+
+def _spark_schema():
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    fields = {f.name: f for f in [*schemas.CANONICAL.fields]}
+    return StructType([fields.get(c, StructField(c, StringType())) for c in COLUMNS])
