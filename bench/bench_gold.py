@@ -20,16 +20,19 @@ NEW_HOUR = "2025-01-01 00:00+00"
 def _rows(settings: Settings, start: str, hours: int) -> None:
     s = sql.Identifier(settings.postgres.staging_schema)
     with db.connect(settings.postgres) as conn:
-        conn.execute(sql.SQL(
-            """insert into {s}.weather_observations (city_id, observed_at, temperature_c, pressure_hpa, humidity_pct,
-                   wind_speed_ms, precipitation_1h_mm, weather_main, weather_code, weather_code_system, source,
-                   event_id, ingested_at, bronze_object, kafka_partition, kafka_offset, silver_run_id)
+        conn.execute(
+            sql.SQL(
+                """insert into {s}.weather_observations (city_id, observed_at, temperature_c, pressure_hpa,
+                   humidity_pct, wind_speed_ms, precipitation_1h_mm, weather_main, weather_code, weather_code_system,
+                   source, event_id, ingested_at, bronze_object, kafka_partition, kafka_offset, silver_run_id)
                select c.city_id, h, 10 + 8 * sin(extract(epoch from h) / 43200.0), 1013, 70, 4.5,
                       case when extract(hour from h) = 6 then 0.4 else 0 end, 'Clouds', 803, 'owm', 'replay',
                       md5(c.city_id || h::text), now(), 'bench', 0, 0, 'bench'
                from {s}.cities c, generate_series(%s::timestamptz, %s::timestamptz + (%s - 1) * interval '1 hour',
                                                   interval '1 hour') h"""
-        ).format(s=s), (start, start, hours))
+            ).format(s=s),
+            (start, start, hours),
+        )
 
 
 def _prepare(settings: Settings) -> None:
@@ -37,10 +40,13 @@ def _prepare(settings: Settings) -> None:
     from ingestion.cities import load_cities
 
     with db.connect(settings.postgres) as conn, conn.cursor() as cur:
-        cur.executemany(sql.SQL("insert into {}.cities (city_id, city_name, country, latitude, longitude, timezone) "
-                                "values (%s, %s, %s, %s, %s, %s)").format(
-            sql.Identifier(settings.postgres.staging_schema)),
-            [(c.id, c.name, c.country, c.lat, c.lon, c.timezone) for c in load_cities(settings)])
+        cur.executemany(
+            sql.SQL(
+                "insert into {}.cities (city_id, city_name, country, latitude, longitude, timezone) "
+                "values (%s, %s, %s, %s, %s, %s)"
+            ).format(sql.Identifier(settings.postgres.staging_schema)),
+            [(c.id, c.name, c.country, c.lat, c.lon, c.timezone) for c in load_cities(settings)],
+        )
 
 
 def _case(name: str, history_hours: int) -> tuple[float, int]:
@@ -53,8 +59,9 @@ def _case(name: str, history_hours: int) -> tuple[float, int]:
         _rows(settings, NEW_HOUR, 1)
         seconds, result = timed(lambda: gold.run(settings))
         with db.connect(settings.postgres) as conn:
-            for schema in [r[0] for r in conn.execute("select nspname from pg_namespace where nspname like %s",
-                                                      (f"b{name}\\_%",))]:
+            for schema in [
+                r[0] for r in conn.execute("select nspname from pg_namespace where nspname like %s", (f"b{name}\\_%",))
+            ]:
                 conn.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(schema)))
         return seconds, result.rows_out
 
@@ -62,5 +69,14 @@ def _case(name: str, history_hours: int) -> tuple[float, int]:
 def run() -> list[BenchRow]:
     empty_s, _ = _case("empty", 0)
     year_s, facts = _case("year", HOURS)
-    return [BenchRow("gold", f"incremental dbt build, +1 hour on {facts} facts vs empty (s)", year_s, empty_s,
-                     year_s / empty_s, "<= 1.25", "wall time of `dbt build` incl. tests")]
+    return [
+        BenchRow(
+            "gold",
+            f"incremental dbt build, +1 hour on {facts} facts vs empty (s)",
+            year_s,
+            empty_s,
+            year_s / empty_s,
+            "<= 1.25",
+            "wall time of `dbt build` incl. tests",
+        )
+    ]

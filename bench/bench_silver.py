@@ -33,20 +33,36 @@ def _spark(settings):
 def run() -> list[BenchRow]:
     rows: list[BenchRow] = []
     with isolated("silver") as settings:
-        stage.run(settings, source="replay", city_ids=["nyc-jfk", "nyc-lga", "nyc-ewr"],
-                  start=settings.pipeline.replay_default_start.replace(month=1, day=1),
-                  end=settings.pipeline.replay_default_start.replace(year=2014))
+        stage.run(
+            settings,
+            source="replay",
+            city_ids=["nyc-jfk", "nyc-lga", "nyc-ewr"],
+            start=settings.pipeline.replay_default_start.replace(month=1, day=1),
+            end=settings.pipeline.replay_default_start.replace(year=2014),
+        )
         bronze = bronze_sink.run(settings)
         spark = _spark(settings)
         job_s, result = timed(lambda: silver_job.run(settings, spark=spark))
         n = result.rows_out
-        rows.append(BenchRow("silver", f"job rate, replay year, {bronze.rows_out} rows (rows/s)",
-                             result.rows_in / job_s, 0, 0, "", f"wall {job_s:.1f}s, {len(result.objects)} objects"))
+        rows.append(
+            BenchRow(
+                "silver",
+                f"job rate, replay year, {bronze.rows_out} rows (rows/s)",
+                result.rows_in / job_s,
+                0,
+                0,
+                "",
+                f"wall {job_s:.1f}s, {len(result.objects)} objects",
+            )
+        )
 
         schema = settings.postgres.staging_schema
         with db.connect(settings.postgres) as conn:
-            cur = conn.execute(sql.SQL("select {} from {}").format(
-                sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), sql.Identifier(schema, "weather_observations")))
+            cur = conn.execute(
+                sql.SQL("select {} from {}").format(
+                    sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), sql.Identifier(schema, "weather_observations")
+                )
+            )
             data = cur.fetchall()
         table = pa.Table.from_pylist([dict(zip(COLUMNS, r, strict=True)) for r in data])
         buf = io.BytesIO()
@@ -55,21 +71,32 @@ def run() -> list[BenchRow]:
 
         def fresh(name: str) -> None:
             with db.connect(settings.postgres) as conn:
-                conn.execute(sql.SQL("create table {} (like {} including all)").format(
-                    sql.Identifier(schema, name), sql.Identifier(schema, "weather_observations")))
+                conn.execute(
+                    sql.SQL("create table {} (like {} including all)").format(
+                        sql.Identifier(schema, name), sql.Identifier(schema, "weather_observations")
+                    )
+                )
 
         def raw_copy() -> None:
-            with db.connect(settings.postgres) as conn, conn.cursor() as cur, cur.copy(
-                sql.SQL("copy {} ({}) from stdin (format csv)").format(
-                    sql.Identifier(schema, "ref_copy"), sql.SQL(", ").join(map(sql.Identifier, COLUMNS)))
-            ) as copy:
+            with (
+                db.connect(settings.postgres) as conn,
+                conn.cursor() as cur,
+                cur.copy(
+                    sql.SQL("copy {} ({}) from stdin (format csv)").format(
+                        sql.Identifier(schema, "ref_copy"), sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
+                    )
+                ) as copy,
+            ):
                 copy.write(payload)
 
         fresh("ref_copy")
         copy_s, _ = timed(raw_copy)
 
-        df = spark.createDataFrame(table.to_pandas(), schema=_spark_schema()).repartition(
-            settings.spark.shuffle_partitions).cache()
+        df = (
+            spark.createDataFrame(table.to_pandas(), schema=_spark_schema())
+            .repartition(settings.spark.shuffle_partitions)
+            .cache()
+        )
         df.count()
 
         def ours() -> None:
@@ -79,17 +106,38 @@ def run() -> list[BenchRow]:
             silver_job.merge(settings, "bench-run", tables, [], [])
 
         ours_s, _ = timed(ours)
-        rows.append(BenchRow("silver", f"write path vs raw COPY, {n} rows (rows/s)", n / ours_s, n / copy_s,
-                             copy_s / ours_s, ">= 0.3", "ours: per-task COPY + one merge txn"))
+        rows.append(
+            BenchRow(
+                "silver",
+                f"write path vs raw COPY, {n} rows (rows/s)",
+                n / ours_s,
+                n / copy_s,
+                copy_s / ours_s,
+                ">= 0.3",
+                "ours: per-task COPY + one merge txn",
+            )
+        )
         if JDBC_JAR.exists():
             fresh("ref_jdbc")
             pg = settings.postgres
             url = f"jdbc:postgresql://{pg.host}:{pg.port}/{pg.database}?stringtype=unspecified"
-            props = {"user": pg.user, "password": pg.password.get_secret_value() if pg.password else "",
-                     "driver": "org.postgresql.Driver"}
+            props = {
+                "user": pg.user,
+                "password": pg.password.get_secret_value() if pg.password else "",
+                "driver": "org.postgresql.Driver",
+            }
             jdbc_s, _ = timed(lambda: df.write.jdbc(url, f'"{schema}".ref_jdbc', mode="append", properties=props))
-            rows.append(BenchRow("silver", f"write path vs Spark JDBC writer, {n} rows (rows/s)", n / ours_s,
-                                 n / jdbc_s, jdbc_s / ours_s, ">= 1.0", "JDBC: not atomic"))
+            rows.append(
+                BenchRow(
+                    "silver",
+                    f"write path vs Spark JDBC writer, {n} rows (rows/s)",
+                    n / ours_s,
+                    n / jdbc_s,
+                    jdbc_s / ours_s,
+                    ">= 1.0",
+                    "JDBC: not atomic",
+                )
+            )
         df.unpersist()
     return rows
 

@@ -113,6 +113,8 @@ def parse(messages: list[Message]) -> tuple[list[tuple[Message, Envelope]], list
             good.append((msg, Envelope.from_bytes(msg.value)))
         except EnvelopeError as exc:
             bad.append((msg, str(exc)[:500]))
+        except Exception as exc:
+            bad.append((msg, f"unparseable: {type(exc).__name__}: {exc}"[:500]))
     return good, bad
 
 

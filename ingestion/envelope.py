@@ -78,6 +78,8 @@ class Envelope(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise EnvelopeError(f"schema: {exc}") from None
         except msgspec.DecodeError as exc:
             raise EnvelopeError(f"invalid JSON: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise EnvelopeError(f"invalid JSON: not UTF-8 ({exc.reason} at byte {exc.start})") from None
         if not bytes(env.payload).lstrip()[:1] == b"{":
             raise EnvelopeError("schema: payload must be a JSON object - at `$.payload`")
         return env

@@ -1,10 +1,9 @@
 {#- The read-only BI role: SELECT on the marts schema only. Idempotent; run at the end of every dbt run.
-    Its password (if any) comes from the environment, never from the project. -#}
+    Its password is never set here (dbt logs the SQL it runs): `weatherpipe gold` sets a SCRAM verifier. -#}
 {% macro grant_bi_reader() %}
     {% if execute and flags.WHICH in ('run', 'build') %}
         {% set role = var('bi_role') %}
         {% set marts = generate_schema_name('marts', none) %}
-        {% set password = env_var('WEATHERPIPE_DBT_BI_PASSWORD', '') %}
         {% set sql %}
             do $$
             begin
@@ -12,9 +11,6 @@
                     create role {{ adapter.quote(role) }} login nosuperuser nocreatedb nocreaterole noinherit;
                 end if;
             end $$;
-            {% if password %}
-            alter role {{ adapter.quote(role) }} password {{ dbt.string_literal(password) }};
-            {% endif %}
             grant connect on database {{ adapter.quote(target.dbname) }} to {{ adapter.quote(role) }};
             create schema if not exists {{ adapter.quote(marts) }};
             grant usage on schema {{ adapter.quote(marts) }} to {{ adapter.quote(role) }};
