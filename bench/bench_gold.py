@@ -24,10 +24,12 @@ def _rows(settings: Settings, start: str, hours: int) -> None:
             sql.SQL(
                 """insert into {s}.weather_observations (city_id, observed_at, temperature_c, pressure_hpa,
                    humidity_pct, wind_speed_ms, precipitation_1h_mm, weather_main, weather_code, weather_code_system,
-                   source, event_id, ingested_at, bronze_object, kafka_partition, kafka_offset, silver_run_id)
+                   source, event_id, ingested_at, bronze_object, kafka_partition, kafka_offset, silver_run_id,
+                   loaded_at)
                select c.city_id, h, 10 + 8 * sin(extract(epoch from h) / 43200.0), 1013, 70, 4.5,
                       case when extract(hour from h) = 6 then 0.4 else 0 end, 'Clouds', 803, 'owm', 'replay',
-                      md5(c.city_id || h::text), now(), 'bench', 0, 0, 'bench'
+                      md5(c.city_id || h::text), h, 'bench', 0, 0, 'bench',
+                      least(now(), h + interval '5 minutes')  -- history was loaded hour by hour, long ago
                from {s}.cities c, generate_series(%s::timestamptz, %s::timestamptz + (%s - 1) * interval '1 hour',
                                                   interval '1 hour') h"""
             ).format(s=s),
@@ -51,18 +53,21 @@ def _prepare(settings: Settings) -> None:
 
 def _case(name: str, history_hours: int) -> tuple[float, int]:
     with isolated(f"gold_{name}") as base:
-        settings = base.model_copy(update={"dbt": base.dbt.model_copy(update={"schema_prefix": f"b{name}_"})})
-        _prepare(settings)
-        if history_hours:
-            _rows(settings, "2024-01-01 00:00+00", history_hours)
-        gold.run(settings)  # build the history (or the empty tables)
-        _rows(settings, NEW_HOUR, 1)
-        seconds, result = timed(lambda: gold.run(settings))
-        with db.connect(settings.postgres) as conn:
-            for schema in [
-                r[0] for r in conn.execute("select nspname from pg_namespace where nspname like %s", (f"b{name}\\_%",))
-            ]:
-                conn.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(schema)))
+        prefix = f"b{base.postgres.staging_schema[-6:]}_"  # unique per run: never build on a killed run's tables
+        settings = base.model_copy(update={"dbt": base.dbt.model_copy(update={"schema_prefix": prefix})})
+        try:
+            _prepare(settings)
+            if history_hours:
+                _rows(settings, "2024-01-01 00:00+00", history_hours)
+            gold.run(settings)  # build the history (or the empty tables)
+            _rows(settings, NEW_HOUR, 1)
+            seconds, result = timed(lambda: gold.run(settings))
+        finally:
+            with db.connect(settings.postgres) as conn:
+                pattern = prefix.replace("_", r"\_") + "%"
+                for (schema,) in conn.execute("select nspname from pg_namespace where nspname like %s",
+                                              (pattern,)).fetchall():
+                    conn.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(schema)))
         return seconds, result.rows_out
 
 

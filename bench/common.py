@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -39,6 +40,7 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 @contextmanager
 def isolated(name: str) -> Iterator[Settings]:
     """Settings with their own topic, prefixes and schemas; the schemas are dropped afterwards."""
+    os.environ.setdefault("DBT_QUIET", "true")  # keep dbt's per-node lines out of the bench table
     base = load_settings()
     stack.up(base)
     uid = f"{name}_{uuid.uuid4().hex[:6]}"

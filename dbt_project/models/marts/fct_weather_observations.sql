@@ -37,8 +37,8 @@ with observations as (
         inner join touched
             on
                 observations.city_id = touched.city_id
-                and observations.observed_at >= touched.observation_hour
-                and observations.observed_at < touched.observation_hour + interval '1 hour'
+                -- an equality (hash-joinable), not a range join over the whole history
+                and date_trunc('hour', observations.observed_at) = touched.observation_hour
     ),
 {% else %}
     candidates as (
