@@ -57,7 +57,10 @@ docs: venv
 airflow: stack-up manifest
 	$(BIN)/weatherpipe airflow
 
-bench: stack-up
+bench: stack-up  ## Spark's JDBC writer is one reference: Debian's libpostgresql-jdbc-java provides its jar
+	@test -f /usr/share/java/postgresql.jar || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libpostgresql-jdbc-java) \
+	  >/dev/null 2>&1; } || echo "no PostgreSQL JDBC jar: the JDBC reference is skipped" >&2
 	$(BIN)/python -m bench
 
 lock: ## re-resolve requirements.in into the exact lock requirements.txt
