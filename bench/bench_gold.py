@@ -65,8 +65,9 @@ def _case(name: str, history_hours: int) -> tuple[float, int]:
         finally:
             with db.connect(settings.postgres) as conn:
                 pattern = prefix.replace("_", r"\_") + "%"
-                for (schema,) in conn.execute("select nspname from pg_namespace where nspname like %s",
-                                              (pattern,)).fetchall():
+                for (schema,) in conn.execute(
+                    "select nspname from pg_namespace where nspname like %s", (pattern,)
+                ).fetchall():
                     conn.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(schema)))
         return seconds, result.rows_out
 

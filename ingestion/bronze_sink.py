@@ -41,7 +41,7 @@ from ingestion.envelope import Envelope, EnvelopeError
 from weatherpipe import db
 from weatherpipe.audit import stage_scope
 from weatherpipe.errors import ServiceUnavailable
-from weatherpipe.kafka import ensure_topic
+from weatherpipe.kafka import ensure_topic, unreachable
 from weatherpipe.results import StageResult, new_run_id, utcnow
 from weatherpipe.settings import Settings
 from weatherpipe.storage import ObjectStore
@@ -329,10 +329,7 @@ class BronzeSink:
                 bootstrap_timeout_ms=self.kafka.request_timeout_ms,
             )
         except (KafkaError, OSError) as exc:
-            raise ServiceUnavailable(
-                f"Kafka is not reachable at {self.kafka.bootstrap_servers} ({type(exc).__name__})",
-                hint="start it (`weatherpipe stack up`)",
-            ) from None
+            raise unreachable(self.kafka, exc) from None
 
     def _partition_ids(self) -> set[int]:
         ids = self.consumer.partitions_for_topic(self.topic)

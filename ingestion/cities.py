@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from weatherpipe.config_files import load_models
 from weatherpipe.errors import ConfigError
 from weatherpipe.settings import Settings
 
@@ -26,16 +26,7 @@ class City(BaseModel):
 
 def load_cities(settings: Settings, ids: list[str] | None = None, path: Path | None = None) -> list[City]:
     file = path or settings.path(settings.paths.cities_file)
-    try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-        cities = [City.model_validate(c) for c in raw.get("cities", [])]
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read the cities file {file}: {exc}") from None
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ConfigError(f"invalid city in {file}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
-    if len({c.id for c in cities}) != len(cities):
-        raise ConfigError(f"duplicate city ids in {file}")
+    cities = load_models(file, "cities", City, "city")
     if ids is None:
         return cities
     known = {c.id: c for c in cities}

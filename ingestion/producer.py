@@ -10,7 +10,8 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from ingestion.envelope import Envelope
-from weatherpipe.errors import DeliveryError, ServiceUnavailable
+from weatherpipe.errors import DeliveryError
+from weatherpipe.kafka import unreachable
 from weatherpipe.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -45,10 +46,7 @@ def make_producer(kafka: KafkaSettings) -> KafkaProducer:
             max_block_ms=kafka.request_timeout_ms,
         )
     except (KafkaError, OSError) as exc:
-        raise ServiceUnavailable(
-            f"Kafka is not reachable at {kafka.bootstrap_servers} ({type(exc).__name__})",
-            hint="start it (`weatherpipe stack up`) or set WEATHERPIPE_KAFKA__BOOTSTRAP_SERVERS",
-        ) from None
+        raise unreachable(kafka, exc) from None
 
 
 def publish(producer: KafkaProducer, kafka: KafkaSettings, envelopes: Iterable[Envelope]) -> Delivery:

@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from weatherpipe.errors import ConfigError
+from weatherpipe.config_files import load_models
 
 Action = Literal["warn", "drop", "fail"]
 
@@ -24,19 +23,7 @@ class Expectation(BaseModel):
 
 
 def load_expectations(path: Path) -> list[Expectation]:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        rules = [Expectation.model_validate(r) for r in raw.get("expectations", [])]
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read expectations from {path}: {exc}") from None
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ConfigError(
-            f"invalid expectation in {path}: {'.'.join(map(str, first['loc']))}: {first['msg']}"
-        ) from None
-    if len({r.name for r in rules}) != len(rules):
-        raise ConfigError(f"duplicate expectation names in {path}")
-    return rules
+    return load_models(path, "expectations", Expectation, "expectation")
 
 
 def _broken(rule: Expectation) -> F.Column:

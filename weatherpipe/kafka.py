@@ -14,6 +14,14 @@ from weatherpipe.settings import KafkaSettings
 log = logging.getLogger(__name__)
 
 
+def unreachable(kafka: KafkaSettings, exc: BaseException) -> ServiceUnavailable:
+    """The error every Kafka client of the pipeline raises when the broker cannot be reached."""
+    return ServiceUnavailable(
+        f"Kafka is not reachable at {kafka.bootstrap_servers} ({type(exc).__name__})",
+        hint="start it (`weatherpipe stack up`) or set WEATHERPIPE_KAFKA__BOOTSTRAP_SERVERS",
+    )
+
+
 def admin(kafka: KafkaSettings) -> KafkaAdminClient:
     try:
         return KafkaAdminClient(
@@ -23,10 +31,7 @@ def admin(kafka: KafkaSettings) -> KafkaAdminClient:
             bootstrap_timeout_ms=kafka.request_timeout_ms,
         )
     except (KafkaError, OSError) as exc:
-        raise ServiceUnavailable(
-            f"Kafka is not reachable at {kafka.bootstrap_servers} ({type(exc).__name__})",
-            hint="start it (`weatherpipe stack up`) or set WEATHERPIPE_KAFKA__BOOTSTRAP_SERVERS",
-        ) from None
+        raise unreachable(kafka, exc) from None
 
 
 def metadata_ok(bootstrap_servers: str) -> bool:

@@ -19,10 +19,7 @@ with daily as (
             cast(date_trunc('month', local_date) as date) as month_start
         from daily
         where
-            loaded_at > (
-                select coalesce(max(loaded_at), cast('1900-01-01' as timestamptz))
-                from {{ this }}
-            ) - interval '{{ var("lookback_hours") }} hours'
+            loaded_at > {{ incremental_cutoff() }}
     ),
 
     monthly_days as (

@@ -25,10 +25,7 @@ with observations as (
             date_trunc('hour', observed_at) as observation_hour
         from observations
         where
-            loaded_at > (
-                select coalesce(max(loaded_at), cast('1900-01-01' as timestamptz))
-                from {{ this }}
-            ) - interval '{{ var("lookback_hours") }} hours'
+            loaded_at > {{ incremental_cutoff() }}
     ),
 
     candidates as (

@@ -20,10 +20,7 @@ with facts as (
             local_date
         from facts
         where
-            loaded_at > (
-                select coalesce(max(loaded_at), cast('1900-01-01' as timestamptz))
-                from {{ this }}
-            ) - interval '{{ var("lookback_hours") }} hours'
+            loaded_at > {{ incremental_cutoff() }}
     ),
 
     daily_facts as (
