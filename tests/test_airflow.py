@@ -154,3 +154,43 @@ def test_status_reports_a_reconciled_run(airflow_home) -> None:
     assert out.returncode == 0, out.stderr
     assert " reconciled" in out.stdout and "NOT" not in out.stdout
     assert "hourly facts" in out.stdout
+
+
+def test_weatherpipe_airflow_starts_standalone_with_the_dags(local_stack: Settings, tmp_path: Path) -> None:
+    """`weatherpipe airflow` brings Airflow up on the local stack and prints where to log in."""
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "WEATHERPIPE_STACK__STATE_DIR": str(tmp_path)}
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("weatherpipe")), "airflow", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert f"http://127.0.0.1:{port}/" in first and "login: admin" in first
+        deadline, version = time.monotonic() + 240, None
+        while time.monotonic() < deadline and version is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/version", timeout=3) as resp:
+                    version = json.loads(resp.read())["version"]
+            except OSError:
+                time.sleep(2)
+        assert version and version.startswith("3.")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -24,6 +24,7 @@ def airflow_env(settings: Settings, home: Path | None = None, port: int = 8080) 
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",  # standalone runs `airflow`
         "DO_NOT_TRACK": "1",
         "SCARF_ANALYTICS": "false",
         "PYSPARK_PYTHON": sys.executable,
