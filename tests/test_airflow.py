@@ -178,8 +178,8 @@ def test_weatherpipe_airflow_starts_standalone_with_the_dags(local_stack: Settin
     )
     try:
         assert proc.stdout is not None
-        first = proc.stdout.readline()
-        assert f"http://127.0.0.1:{port}/" in first and "login: admin" in first
+        banner = next((line for line in proc.stdout if "Airflow UI" in line), "")  # after dbt parse's output
+        assert f"http://127.0.0.1:{port}/" in banner and "login: admin" in banner
         deadline, version = time.monotonic() + 240, None
         while time.monotonic() < deadline and version is None:
             try:
@@ -190,7 +190,14 @@ def test_weatherpipe_airflow_starts_standalone_with_the_dags(local_stack: Settin
         assert version and version.startswith("3.")
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:  # the api-server, scheduler, ... shut down gracefully
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            proc.poll()
+            time.sleep(0.5)
+        else:
             os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
