@@ -123,49 +123,6 @@ def test_bronze_survives_s3_outage_and_recovers_exactly_once(settings: Settings)
     assert len(rows) == 30 and len({r["event_id"] for r in rows}) == 30
 
 
-def test_postgres_connections_killed_during_silver_merge(settings: Settings, spark) -> None:
-    """Every connection of the Silver merge is terminated while it runs: the target is untouched, and the next run
-    completes and reconciles."""
-    import threading
-    import time
-
-    import psycopg
-
-    from ingestion import stage
-
-    start = dt.datetime(2013, 3, 1, tzinfo=dt.UTC)
-    stage.run(settings, source="replay", start=start, end=start + dt.timedelta(days=2))
-    bronze_sink.run(settings)
-    stop = threading.Event()
-    killed = []
-
-    def assassin() -> None:
-        with psycopg.connect(settings.postgres.conninfo(), autocommit=True) as conn:
-            while not stop.is_set():
-                rows = conn.execute(
-                    "select pg_terminate_backend(pid) from pg_stat_activity where pid <> pg_backend_pid() "
-                    "and query ilike %s",
-                    (f'%insert into "{settings.postgres.staging_schema}"."weather_obs%',),
-                ).fetchall()
-                killed.extend(rows)
-                time.sleep(0.005)
-
-    thread = threading.Thread(target=assassin)
-    thread.start()
-    try:
-        with pytest.raises(Exception):
-            silver_job.run(settings, spark=spark)
-    finally:
-        stop.set()
-        thread.join()
-    assert killed
-    with db.connect(settings.postgres) as conn:
-        s = settings.postgres.staging_schema
-        assert conn.execute(f'select count(*) from "{s}".weather_observations').fetchone()[0] == 0
-    result = silver_job.run(settings, spark=spark)
-    assert result.rows_out > 100 and result.status == "success"
-
-
 def test_canary_secrets_never_land_anywhere(settings: Settings, spark, tmp_path: Path, capfd) -> None:
     """A run with canary API key and passwords: none appears in logs, exceptions, Kafka, bronze, tables or docs."""
     from ingestion import stage
