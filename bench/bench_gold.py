@@ -63,12 +63,7 @@ def _case(name: str, history_hours: int) -> tuple[float, int]:
             _rows(settings, NEW_HOUR, 1)
             seconds, result = timed(lambda: gold.run(settings))
         finally:
-            with db.connect(settings.postgres) as conn:
-                pattern = prefix.replace("_", r"\_") + "%"
-                for (schema,) in conn.execute(
-                    "select nspname from pg_namespace where nspname like %s", (pattern,)
-                ).fetchall():
-                    conn.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(schema)))
+            db.drop_schemas(settings.postgres, prefix)
         return seconds, result.rows_out
 
 

@@ -46,11 +46,7 @@ def airflow_home(local_stack: Settings) -> dict[str, str]:
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
-    with db.connect(local_stack.postgres) as conn:
-        for schema in [
-            r[0] for r in conn.execute("select nspname from pg_namespace where nspname like %s", (f"af_{uid}_%",))
-        ]:
-            conn.execute(f'drop schema if exists "{schema}" cascade')
+    db.drop_schemas(local_stack.postgres, f"af_{uid}_")
 
 
 def _dagbag():

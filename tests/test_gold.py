@@ -57,10 +57,8 @@ def warehouse(local_stack: Settings, spark) -> Iterator[Settings]:
     db.ensure_warehouse(settings)
     load(settings, spark, START, START + 3 * DAY)
     yield settings
-    with db.connect(settings.postgres) as conn:
-        schemas = [r[0] for r in conn.execute("select nspname from pg_namespace where nspname like %s", (f"t{uid}_%",))]
-        for schema in [*schemas, settings.postgres.staging_schema, settings.postgres.ops_schema]:
-            conn.execute(f'drop schema if exists "{schema}" cascade')
+    for prefix in (f"t{uid}_", settings.postgres.staging_schema, settings.postgres.ops_schema):
+        db.drop_schemas(settings.postgres, prefix)
 
 
 def test_build_passes_and_marts_are_consistent(warehouse: Settings) -> None:

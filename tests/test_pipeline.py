@@ -35,11 +35,7 @@ def isolated_env(local_stack: Settings):
         }
     )
     yield env
-    with db.connect(local_stack.postgres) as conn:
-        for (schema,) in conn.execute(
-            "select nspname from pg_namespace where nspname like %s", (f"run\\_{uid}\\_%",)
-        ).fetchall():
-            conn.execute(f'drop schema "{schema}" cascade')
+    db.drop_schemas(local_stack.postgres, f"run_{uid}_")
 
 
 def test_run_then_status_reconciles(isolated_env: dict[str, str]) -> None:

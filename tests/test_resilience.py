@@ -65,11 +65,7 @@ def test_hostile_corpus_through_the_whole_pipeline(settings: Settings, spark) ->
         result = gold.run(warehouse)  # the clean survivors build and pass every dbt test
         assert result.status == "success" and result.rows_out == expected["clean"]
     finally:
-        with db.connect(settings.postgres) as conn:
-            for (schema,) in conn.execute(
-                "select nspname from pg_namespace where nspname like %s", (f"r{uid}\\_%",)
-            ).fetchall():
-                conn.execute(f'drop schema "{schema}" cascade')
+        db.drop_schemas(settings.postgres, f"r{uid}_")
 
 
 SECRET_PATTERNS = [
@@ -162,10 +158,7 @@ def test_canary_secrets_never_land_anywhere(settings: Settings, spark, tmp_path:
             for (table,) in conn.execute("select tablename from pg_tables where schemaname = %s", (schema,)):
                 rows = conn.execute(f'select * from "{schema}"."{table}"').fetchall()
                 haystacks[f"{schema}.{table}"] = json.dumps(rows, default=str)
-        for (schema,) in conn.execute(
-            "select nspname from pg_namespace where nspname like %s", (canary.dbt.schema("") + "%",)
-        ).fetchall():
-            conn.execute(f'drop schema "{schema}" cascade')
+    db.drop_schemas(settings.postgres, canary.dbt.schema(""))
     for artefact in list(docs.glob("*.json")) + list(docs.glob("*.html")):
         haystacks[artefact.name] = artefact.read_text(errors="replace")
     dbt_logs = list((settings.state_dir / "logs" / "dbt").glob("*.log"))  # dbt keeps one log per process

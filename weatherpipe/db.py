@@ -61,3 +61,13 @@ def ensure_warehouse(settings: Settings, *, once: bool = False) -> None:
     with connect(pg) as conn:
         conn.execute("select pg_advisory_xact_lock(hashtext('weatherpipe.bootstrap'))")
         conn.execute(sql.SQL(ddl).format(ops=sql.Identifier(pg.ops_schema), staging=sql.Identifier(pg.staging_schema)))
+
+
+def drop_schemas(pg: PostgresSettings, prefix: str) -> list[str]:
+    """Drop every schema whose name starts with ``prefix`` (LIKE wildcards in it are escaped); returns them."""
+    pattern = prefix.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "%"
+    with connect(pg) as conn:
+        names = [r[0] for r in conn.execute("select nspname from pg_namespace where nspname like %s", (pattern,))]
+        for name in names:
+            conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(name)))
+    return names
