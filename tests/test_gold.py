@@ -16,6 +16,7 @@ from ingestion import bronze_sink, stage
 from spark_jobs import silver_job
 from tests.conftest import ROOT, derive
 from weatherpipe import db, gold
+from weatherpipe.errors import StageFailed
 from weatherpipe.settings import Settings
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -93,6 +94,31 @@ def test_incremental_adds_only_new_rows_and_equals_full_refresh(warehouse: Setti
     incremental = marts_hash(warehouse)
     gold.run(warehouse, full_refresh=True)
     assert marts_hash(warehouse) == incremental
+
+
+def test_tests_check_recent_loads_and_full_tests_check_every_row(warehouse: Settings) -> None:
+    """An old fact gone bad (loaded long ago, outside the test window) passes the hourly build's windowed tests and
+    fails the audit; a full refresh rebuilds it from Silver and tests everything."""
+    gold.run(warehouse)
+    city, hour = q(warehouse, "select city_id, observed_at from {m}.fct_weather_observations order by 2 limit 1")[0]
+    with db.connect(warehouse.postgres) as conn:  # loaded a month ago (so no incremental run revisits it), then bad
+        conn.execute(
+            f'update "{warehouse.postgres.staging_schema}".weather_observations '
+            "set loaded_at = loaded_at - interval '30 days' where city_id = %s and observed_at = %s",
+            (city, hour),
+        )
+        conn.execute(
+            f'update "{warehouse.dbt.schema("marts")}".fct_weather_observations '
+            "set humidity_pct = 150, loaded_at = loaded_at - interval '30 days' "
+            "where city_id = %s and observed_at = %s",
+            (city, hour),
+        )
+    assert gold.run(warehouse).status == "success"
+    with pytest.raises(StageFailed, match="value_between_fct_weather_observations_humidity_pct"):
+        gold.run(warehouse, full_tests=True)
+    result = gold.run(warehouse, full_refresh=True)
+    assert result.status == "success" and result.details["nodes"].get("test:pass", 0) >= 40
+    assert q(warehouse, "select max(humidity_pct) from {m}.fct_weather_observations")[0][0] <= 100
 
 
 def test_snapshot_closes_a_changed_city(warehouse: Settings, spark, tmp_path: Path) -> None:

@@ -148,12 +148,15 @@ def silver(start: DateOpt = None, end: EndOpt = None, run_id: Annotated[str | No
 @app.command()
 def gold(
     full_refresh: Annotated[bool, typer.Option(help="rebuild incremental models from scratch")] = False,
+    full_tests: Annotated[
+        bool, typer.Option(help="test every row of the big tables, not only the recent loads (an audit)")
+    ] = False,
     run_id: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """dbt: snapshots, models and tests of the Gold star schema."""
     from weatherpipe import gold as gold_stage
 
-    _echo_result(gold_stage.run(_settings(), full_refresh=full_refresh, run_id=run_id))
+    _echo_result(gold_stage.run(_settings(), full_refresh=full_refresh, full_tests=full_tests, run_id=run_id))
 
 
 @app.command()

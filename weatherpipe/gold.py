@@ -80,7 +80,7 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                     os.environ[k] = v
 
 
-def invoke(settings: Settings, *args: str) -> Any:
+def invoke(settings: Settings, *args: str, extra_vars: dict[str, Any] | None = None) -> Any:
     """Run one dbt command in-process; returns dbt's ``dbtRunnerResult``."""
     from dbt.cli.main import dbtRunner
 
@@ -94,10 +94,12 @@ def invoke(settings: Settings, *args: str) -> Any:
         "--profiles-dir",
         str(project),
         "--vars",
-        json.dumps(dbt_vars(settings)),
+        json.dumps(dbt_vars(settings) | (extra_vars or {})),
         "--log-path",
         str(settings.state_dir / "logs" / "dbt"),
     ]
+    if settings.dbt.target_path:
+        cli += ["--target-path", str(settings.path(settings.dbt.target_path))]
     if args and args[0] in {"build", "run", "snapshot", "test"}:
         cli += ["--threads", str(settings.dbt.threads)]
     with _environment(dbt_env(settings)):
@@ -105,8 +107,15 @@ def invoke(settings: Settings, *args: str) -> Any:
 
 
 def run(
-    settings: Settings, *, full_refresh: bool = False, run_id: str | None = None, select: str | None = None
+    settings: Settings,
+    *,
+    full_refresh: bool = False,
+    full_tests: bool = False,
+    run_id: str | None = None,
+    select: str | None = None,
 ) -> StageResult:
+    """``dbt build``. Tests on the history-sized tables check the recent loads only (macros/test_window.sql);
+    ``full_tests`` (or ``full_refresh``) has them check every row."""
     run_id = run_id or new_run_id("gold")
     result = StageResult("gold", run_id)
     with stage_scope(settings, result):
@@ -116,7 +125,7 @@ def run(
             args.append("--full-refresh")
         if select:
             args += ["--select", select]
-        outcome = invoke(settings, *args)
+        outcome = invoke(settings, *args, extra_vars={"full_tests": True} if full_tests else None)
         statuses: Counter[str] = Counter()
         failures: list[str] = []
         for node in getattr(outcome.result, "results", None) or []:
@@ -125,7 +134,7 @@ def run(
             statuses[f"{kind}:{status}"] += 1
             if status in {"error", "fail"}:
                 failures.append(f"{node.node.name} ({status}: {(node.message or '').strip()[:200]})")
-        result.details = {"nodes": dict(statuses), "full_refresh": full_refresh}
+        result.details = {"nodes": dict(statuses), "full_refresh": full_refresh, "full_tests": full_tests}
         result.rows_in = _count(settings, settings.postgres.staging_schema, "weather_observations")
         result.rows_out = _count(settings, settings.dbt.schema("marts"), "fct_weather_observations")
         result.objects = [k for k in statuses if k.startswith("model:")]

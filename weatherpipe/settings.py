@@ -126,6 +126,9 @@ class DbtSettings(_Section):
     schema_prefix: str = ""
     threads: int = Field(4, ge=1)
     lookback_hours: int = Field(72, ge=0)
+    # dbt's target folder (artefacts and the partial-parse cache); None: dbt_project/target. dbt re-parses the whole
+    # project whenever its vars change, so runs with another schema prefix (tests, benches) keep their own.
+    target_path: Path | None = None
 
     def schema(self, name: str) -> str:
         return f"{self.schema_prefix}{name}"

@@ -1,31 +1,24 @@
 -- The incremental fact table must hold exactly the rows a full recompute from Silver gives, for every (city, hour)
--- that Silver loaded within the lookback window: the part an incremental run rewrote. (Checking the whole history
--- every hour would cost as much as a full refresh; `weatherpipe gold --full-refresh` and the test suite compare
--- the whole table.)
-with observations as (
-    select * from {{ ref('stg_weather__observations') }}
-),
-
-newest_load as (
-    select max(loaded_at) as loaded_at from observations
-),
-
-recent_hours as (
+-- that Silver loaded within the test window: the part incremental runs rewrote lately. A full refresh (or
+-- `full_tests: true`) compares every hour; the test suite also compares the whole table against a full refresh.
+with recent_hours as (
     select distinct
-        o.city_id,
-        date_trunc('hour', o.observed_at) as observation_hour
-    from observations as o
-    cross join newest_load as n
-    where o.loaded_at > n.loaded_at - interval '{{ var("lookback_hours") }} hours'
+        city_id,
+        date_trunc('hour', observed_at) as observation_hour
+    from {{ ref('stg_weather__observations') }}
+    where loaded_at > {{ test_window_start(ref('stg_weather__observations')) }}
 ),
 
 recent_observations as (
-    select observations.*
-    from observations
-    inner join recent_hours
+    select o.*
+    from {{ ref('stg_weather__observations') }} as o
+    inner join recent_hours as h
         on
-            observations.city_id = recent_hours.city_id
-            and date_trunc('hour', observations.observed_at) = recent_hours.observation_hour
+            o.city_id = h.city_id
+            and date_trunc('hour', o.observed_at) = h.observation_hour
+    where
+        o.observed_at >= (select min(r.observation_hour) from recent_hours as r)
+        and o.observed_at < (select max(r.observation_hour) from recent_hours as r) + interval '1 hour'
 ),
 
 recomputed as (
@@ -56,6 +49,9 @@ incremental as (
     from {{ ref('fct_weather_observations') }} as f
     inner join recent_hours as h
         on f.city_id = h.city_id and f.observation_hour = h.observation_hour
+    where
+        f.observation_hour >= (select min(r.observation_hour) from recent_hours as r)
+        and f.observation_hour <= (select max(r.observation_hour) from recent_hours as r)
 ),
 
 only_incremental as (

@@ -8,31 +8,27 @@
 }}
 
 -- Monthly weather per city, rolled up from the daily mart (recomputes only months whose days changed).
-with daily as (
-    select * from {{ ref('gold_weather_aggregates') }}
-),
-
 {% if is_incremental() %}
-    touched as (
+    with touched as (
         select distinct
             city_id,
             cast(date_trunc('month', local_date) as date) as month_start
-        from daily
+        from {{ ref('gold_weather_aggregates') }}
         where
             loaded_at > {{ incremental_cutoff() }}
     ),
 
     monthly_days as (
         select daily.*
-        from daily
+        from {{ ref('gold_weather_aggregates') }} as daily
         inner join touched
             on
                 daily.city_id = touched.city_id
                 and cast(date_trunc('month', daily.local_date) as date) = touched.month_start
     ),
 {% else %}
-    monthly_days as (
-        select * from daily
+    with monthly_days as (
+        select * from {{ ref('gold_weather_aggregates') }}
     ),
 {% endif %}
 

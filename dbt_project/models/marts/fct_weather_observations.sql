@@ -14,32 +14,33 @@
 
 -- Hourly grain: the latest observation of each city and UTC hour. Incremental runs rebuild only the (city, hour)
 -- pairs touched by rows Silver loaded within the lookback window, so late-arriving rows land correctly.
-with observations as (
-    select * from {{ ref('stg_weather__observations') }}
-),
-
+-- Each CTE over the staging view is referenced once, so PostgreSQL inlines it and filters the staging table
+-- before the view's casts run (a CTE referenced twice is materialised: every row of history cast, every hour).
 {% if is_incremental() %}
-    touched as (
+    with touched as (
         select distinct
             city_id,
             date_trunc('hour', observed_at) as observation_hour
-        from observations
+        from {{ ref('stg_weather__observations') }}
         where
             loaded_at > {{ incremental_cutoff() }}
     ),
 
     candidates as (
         select observations.*
-        from observations
+        from {{ ref('stg_weather__observations') }} as observations
         inner join touched
             on
                 observations.city_id = touched.city_id
-                -- an equality (hash-joinable), not a range join over the whole history
                 and date_trunc('hour', observations.observed_at) = touched.observation_hour
+        where
+            -- a plain range on a column of the table: evaluated in the scan, before any cast
+            observations.observed_at >= (select min(t.observation_hour) from touched as t)
+            and observations.observed_at < (select max(t.observation_hour) from touched as t) + interval '1 hour'
     ),
 {% else %}
-    candidates as (
-        select * from observations
+    with candidates as (
+        select * from {{ ref('stg_weather__observations') }}
     ),
 {% endif %}
 

@@ -9,29 +9,25 @@
 
 -- Daily weather per city and local day: the table the original README points Power BI users to.
 -- Incremental runs recompute only the (city, day) pairs whose facts changed within the lookback window.
-with facts as (
-    select * from {{ ref('fct_weather_observations') }}
-),
-
 {% if is_incremental() %}
-    touched as (
+    with touched as (
         select distinct
             city_id,
             local_date
-        from facts
+        from {{ ref('fct_weather_observations') }}
         where
             loaded_at > {{ incremental_cutoff() }}
     ),
 
     daily_facts as (
         select facts.*
-        from facts
+        from {{ ref('fct_weather_observations') }} as facts
         inner join touched
             on facts.city_id = touched.city_id and facts.local_date = touched.local_date
     ),
 {% else %}
-    daily_facts as (
-        select * from facts
+    with daily_facts as (
+        select * from {{ ref('fct_weather_observations') }}
     ),
 {% endif %}
 

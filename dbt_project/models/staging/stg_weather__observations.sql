@@ -1,7 +1,5 @@
-with source as (
-    select * from {{ source('weather', 'weather_observations') }}
-)
-
+-- A plain select from the source, no `with source as (...)`: PostgreSQL does not flatten a CTE inside a view, and then
+-- neither indexes nor filters reach the staging table through this view (every query would cast all of history).
 select
     city_id,
     observed_at,
@@ -32,4 +30,4 @@ select
     ingested_at,
     loaded_at,
     silver_run_id
-from source
+from {{ source('weather', 'weather_observations') }}
