@@ -17,18 +17,24 @@ and exits; ``follow`` runs until stopped, flushing at each block boundary and ev
 from __future__ import annotations
 
 import base64
+import ctypes
+import ctypes.util
 import datetime as dt
+import gc
 import io
 import json
 import logging
+import multiprocessing
+import os
 import signal
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from multiprocessing.connection import Connection
+from typing import Any, NamedTuple, Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -40,7 +46,7 @@ from psycopg import sql
 from ingestion.envelope import Envelope, EnvelopeError
 from weatherpipe import db
 from weatherpipe.audit import stage_scope
-from weatherpipe.errors import ServiceUnavailable
+from weatherpipe.errors import PipelineError, ServiceUnavailable, TransientError
 from weatherpipe.kafka import ensure_topic, unreachable
 from weatherpipe.results import StageResult, new_run_id, utcnow
 from weatherpipe.settings import Settings
@@ -69,12 +75,27 @@ BRONZE_SCHEMA = pa.schema(
 )
 
 
+class Record(Protocol):
+    """What the sink needs of a Kafka record: kafka-python's ``ConsumerRecord`` as polled (no copy per message)."""
+
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int | None: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
 class Message(NamedTuple):
-    """One Kafka record (a NamedTuple: tens of thousands are made per second)."""
+    """A record built by hand (tests, tools)."""
 
     partition: int
     offset: int
-    timestamp_ms: int | None
+    timestamp: int | None
     key: bytes | None
     value: bytes | None
 
@@ -103,7 +124,7 @@ def deadletter_key(settings: Settings, topic: str, partition: int, first_offset:
     return f"{settings.s3.deadletter_prefix}/topic={topic}/partition={partition:03d}/dl-{first_offset:020d}.jsonl"
 
 
-def parse(messages: list[Message]) -> tuple[list[tuple[Message, Envelope]], list[tuple[Message, str]]]:
+def parse(messages: list[Record]) -> tuple[list[tuple[Record, Envelope]], list[tuple[Record, str]]]:
     good, bad = [], []
     for msg in messages:
         if msg.value is None:
@@ -126,7 +147,7 @@ def _micros(ts: dt.datetime) -> int:
     return (ts - _EPOCH) // _US
 
 
-def _table(topic: str, rows: list[tuple[Message, Envelope]], written_at: dt.datetime) -> pa.Table:
+def _table(topic: str, rows: list[tuple[Record, Envelope]], written_at: dt.datetime) -> pa.Table:
     """Column-wise build with integer timestamps: pyarrow converts aware datetimes row by row (~40 µs each)."""
     n = len(rows)
     envs = [env for _, env in rows]
@@ -142,14 +163,14 @@ def _table(topic: str, rows: list[tuple[Message, Envelope]], written_at: dt.date
         "kafka_topic": [topic] * n,
         "kafka_partition": [m.partition for m, _ in rows],
         "kafka_offset": [m.offset for m, _ in rows],
-        "kafka_timestamp": [m.timestamp_ms for m, _ in rows],
+        "kafka_timestamp": [m.timestamp for m, _ in rows],
         "bronze_written_at": [_micros(written_at)] * n,
     }
     arrays = [pa.array(columns[f.name], type=f.type) for f in BRONZE_SCHEMA]
     return pa.Table.from_arrays(arrays, schema=BRONZE_SCHEMA)
 
 
-def _deadletter_body(topic: str, rows: list[tuple[Message, str]]) -> bytes:
+def _deadletter_body(topic: str, rows: list[tuple[Record, str]]) -> bytes:
     lines = []
     for msg, reason in rows:
         value = msg.value or b""
@@ -163,7 +184,7 @@ def _deadletter_body(topic: str, rows: list[tuple[Message, str]]) -> bytes:
                     "topic": topic,
                     "partition": msg.partition,
                     "offset": msg.offset,
-                    "timestamp_ms": msg.timestamp_ms,
+                    "timestamp_ms": msg.timestamp,
                     "key": msg.key.decode("utf-8", "replace") if msg.key else None,
                     "reason": reason,
                     "value_encoding": encoding,
@@ -176,6 +197,8 @@ def _deadletter_body(topic: str, rows: list[tuple[Message, str]]) -> bytes:
 
 
 _HOUR_US = 3_600_000_000
+# dictionary-encode the few repetitive columns only: on ids and payloads it costs time and grows the file
+_DICTIONARY = ["schema_version", "source", "city_id", "run_id", "kafka_topic", "kafka_partition"]
 
 
 def _hour(ts: dt.datetime) -> dt.datetime:
@@ -192,19 +215,19 @@ class BronzeWriter:
         self.run_id = run_id
         self.pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="bronze-put")
 
-    def write_range(self, partition: int, messages: list[Message]) -> list[Written]:
+    def write_range(self, partition: int, messages: list[Record]) -> list[Written]:
         good, bad = parse(messages)
         written_at = utcnow()
-        by_hour: dict[int, list[tuple[Message, Envelope]]] = defaultdict(list)
-        for msg, env in good:
-            by_hour[_micros(env.observed_at) // _HOUR_US].append((msg, env))
+        by_hour: dict[int, list[tuple[Record, Envelope]]] = defaultdict(list)
+        for row in good:
+            by_hour[_micros(row[1].observed_at) // _HOUR_US].append(row)
         jobs: list[tuple[Written, bytes, str]] = []
         for hour_no, rows in sorted(by_hour.items()):
             hour = _EPOCH + dt.timedelta(hours=hour_no)
             first, last = rows[0][0].offset, rows[-1][0].offset
             key = bronze_key(self.settings, self.topic, partition, hour, first)
             buf = io.BytesIO()
-            pq.write_table(_table(self.topic, rows, written_at), buf, compression="zstd")
+            pq.write_table(_table(self.topic, rows, written_at), buf, compression="zstd", use_dictionary=_DICTIONARY)
             jobs.append((Written(key, partition, first, last, len(rows), hour), buf.getvalue(), "application/parquet"))
         if bad:
             key = deadletter_key(self.settings, self.topic, partition, bad[0][0].offset)
@@ -281,9 +304,9 @@ class BronzeWriter:
                     )
 
 
-def split_ranges(messages: list[Message], block: int) -> Iterable[list[Message]]:
+def split_ranges(messages: list[Record], block: int) -> Iterable[list[Record]]:
     """Cut a partition's contiguous messages wherever the offset crosses a multiple of ``block``."""
-    current: list[Message] = []
+    current: list[Record] = []
     for msg in messages:
         if current and msg.offset // block != current[-1].offset // block:
             yield current
@@ -294,7 +317,9 @@ def split_ranges(messages: list[Message], block: int) -> Iterable[list[Message]]
 
 
 class BronzeSink:
-    def __init__(self, settings: Settings, run_id: str) -> None:
+    """Owns the partitions ``p`` with ``p % workers == worker`` (all of them with one worker)."""
+
+    def __init__(self, settings: Settings, run_id: str, worker: int = 0, workers: int = 1) -> None:
         self.settings = settings
         self.kafka = settings.kafka
         self.topic = settings.kafka.topic
@@ -302,7 +327,9 @@ class BronzeSink:
         self.writer = BronzeWriter(settings, self.store, self.topic, run_id)
         self.stop = threading.Event()
         self.consumer = self._consumer()
-        self.partitions = [TopicPartition(self.topic, p) for p in sorted(self._partition_ids())]
+        self.partitions = [
+            TopicPartition(self.topic, p) for p in sorted(self._partition_ids()) if p % workers == worker
+        ]
         self.consumer.assign(self.partitions)
         self.start: dict[int, int] = {}
         for tp in self.partitions:
@@ -311,7 +338,9 @@ class BronzeSink:
                 committed = self.consumer.beginning_offsets([tp])[tp]
             self.consumer.seek(tp, committed)
             self.start[tp.partition] = committed
-        self.buffers: dict[int, list[Message]] = {tp.partition: [] for tp in self.partitions}
+        self.buffers: dict[int, list[Record]] = {tp.partition: [] for tp in self.partitions}
+        self.jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bronze-write")
+        self.inflight: dict[int, tuple[Future[list[Written]], int]] = {}
         self.written: list[Written] = []
         self.read = 0
 
@@ -343,46 +372,75 @@ class BronzeSink:
             raise ServiceUnavailable(f"topic {self.topic!r} has no partitions visible")
         return set(ids)
 
-    def poll(self) -> int:
-        batch = self.consumer.poll(timeout_ms=self.settings.bronze.poll_timeout_ms)
+    def poll(self, timeout_ms: int | None = None) -> int:
+        if timeout_ms is None:
+            timeout_ms = self.settings.bronze.poll_timeout_ms
+        batch = self.consumer.poll(timeout_ms=timeout_ms)
         got = 0
         for tp, records in batch.items():
-            buf = self.buffers[tp.partition]
-            for r in records:
-                buf.append(Message(tp.partition, r.offset, r.timestamp, r.key, r.value))
+            self.buffers[tp.partition].extend(records)
             got += len(records)
         self.read += got
         return got
 
-    def flush(self, partition: int) -> None:
+    def submit(self, partition: int) -> None:
+        """Hand the partition's buffer to the writer thread and keep polling. Its offset is committed when the
+        objects are durable (``reap``). A partition never has two writes in flight, so each range still starts
+        at the committed offset (or at a block boundary): what a restart after a crash recomputes."""
+        self.reap(partition, wait=True)
         buf = self.buffers[partition]
         if not buf:
             return
-        for chunk in split_ranges(buf, self.settings.bronze.chunk_records):
-            self.written.extend(self.writer.write_range(partition, chunk))
-        next_offset = buf[-1].offset + 1
-        tp = TopicPartition(self.topic, partition)
-        self.consumer.commit({tp: OffsetAndMetadata(next_offset, "", -1)})
         self.buffers[partition] = []
+        future = self.jobs.submit(self._write, partition, buf)
+        self.inflight[partition] = (future, buf[-1].offset + 1)
+
+    def _write(self, partition: int, buf: list[Record]) -> list[Written]:
+        written: list[Written] = []
+        for chunk in split_ranges(buf, self.settings.bronze.chunk_records):
+            written += self.writer.write_range(partition, chunk)
+        return written
+
+    def reap(self, partition: int | None = None, *, wait: bool = False) -> None:
+        """Commit the writes that are done (or wait for them); a failed write raises here, uncommitted."""
+        for p in [partition] if partition is not None else list(self.inflight):
+            if p not in self.inflight or not (wait or self.inflight[p][0].done()):
+                continue
+            future, next_offset = self.inflight.pop(p)
+            self.written.extend(future.result())
+            self.consumer.commit({TopicPartition(self.topic, p): OffsetAndMetadata(next_offset, "", -1)})
+
+    def flush(self, partition: int) -> None:
+        self.submit(partition)
+        self.reap(partition, wait=True)
 
     def flush_all(self) -> None:
         for partition in self.buffers:
-            self.flush(partition)
+            self.submit(partition)
+        self.reap(wait=True)
 
     def drain(self) -> None:
-        """Read up to the end offsets seen at start, write, commit. Tansu reports a batch's base offset as the
-        end, so the end is a lower bound: keep reading until a poll comes back empty."""
+        """Read up to the end offsets seen at start, write, commit. Writing overlaps polling: a partition's buffer
+        goes to the writer thread once it holds ``flush_records`` messages (and its previous write is committed).
+
+        Tansu reports the base offset of a partition's last batch as its end, so reaching the end offsets means the
+        last batch has arrived but up to ``max_poll_records`` of it may still wait in the consumer's buffer: take
+        those with zero-timeout polls (no waiting on the network), then stop. With Apache Kafka the end offsets are
+        exact and those polls find nothing."""
         targets = {tp.partition: off for tp, off in self.consumer.end_offsets(self.partitions).items()}
         deadline = time.monotonic() + self.settings.bronze.drain_timeout_s
-        block = self.settings.bronze.chunk_records
+        block, early = self.settings.bronze.chunk_records, self.settings.bronze.flush_records
+        reached = False
         while time.monotonic() < deadline:
-            got = self.poll()
+            got = self.poll(0 if reached else None)
+            self.reap()
             for partition, buf in self.buffers.items():
-                if len(buf) >= block:  # bound memory: write complete blocks as we go
-                    self.flush(partition)
-            reached = all(self.consumer.position(tp) >= targets[tp.partition] for tp in self.partitions)
+                # a full block is written even if that means waiting for the previous write: memory stays bounded
+                if len(buf) >= block or (len(buf) >= early and partition not in self.inflight):
+                    self.submit(partition)
             if reached and got == 0:
                 break
+            reached = all(self.consumer.position(tp) >= targets[tp.partition] for tp in self.partitions)
         self.flush_all()
 
     def follow(self) -> None:
@@ -399,38 +457,158 @@ class BronzeSink:
         self.flush_all()
 
     def close(self) -> None:
+        self.jobs.shutdown(wait=True)
         self.writer.pool.shutdown(wait=True)
         self.consumer.close(autocommit=False)
 
 
+@dataclass
+class SinkOutcome:
+    """What one sink (one worker's partitions) did; picklable, so a worker process can send it back."""
+
+    read: int = 0
+    written: list[Written] = field(default_factory=list)
+    start: dict[int, int] = field(default_factory=dict)
+    positions: dict[int, int] = field(default_factory=dict)
+
+    def merge(self, other: SinkOutcome) -> None:
+        self.read += other.read
+        self.written += other.written
+        self.start |= other.start
+        self.positions |= other.positions
+
+
+def _sink(settings: Settings, run_id: str, *, follow: bool, worker: int = 0, workers: int = 1) -> SinkOutcome:
+    sink = BronzeSink(settings, run_id, worker, workers)
+    try:
+        if follow:
+            _stop_on_signals(sink.stop)
+            sink.follow()
+        else:
+            sink.drain()
+    finally:
+        outcome = SinkOutcome(
+            read=sink.read,
+            written=sink.written,
+            start=dict(sink.start),
+            positions={tp.partition: sink.consumer.position(tp) for tp in sink.partitions},
+        )
+        sink.close()
+    return outcome
+
+
+def drain_workers(settings: Settings) -> int:
+    """Worker processes for a drain: one per partition (the topic's configured count), at most two per core;
+    ``bronze.workers`` overrides. Like a Kafka Connect sink's tasks, each owns its partitions outright."""
+    if settings.bronze.workers:
+        return settings.bronze.workers
+    return max(1, min(settings.kafka.partitions, 2 * (os.cpu_count() or 1)))
+
+
+def _drain_in_workers(settings: Settings, run_id: str, workers: int) -> SinkOutcome:
+    """Fork one process per share of partitions. Each dies with this process (PR_SET_PDEATHSIG), so a killed
+    sink never leaves a worker writing behind a restarted one; exactly-once holds per partition as in one process."""
+    ctx = multiprocessing.get_context("fork")  # the imports are done: a worker starts in milliseconds
+    # one-time costs paid here, not once per worker: pyarrow imports pandas on its first array (0.5 s), botocore
+    # loads its service model on the first client (0.2 s); the workers inherit both
+    pa.array([0])
+    ObjectStore(settings.s3)
+    parent = os.getpid()
+    procs = []
+    for worker in range(workers):
+        receiver, sender = ctx.Pipe(duplex=False)
+        proc = ctx.Process(
+            target=_worker_main,
+            args=(sender, parent, settings, run_id, worker, workers),
+            name=f"bronze-worker-{worker}",
+            daemon=True,
+        )
+        proc.start()
+        sender.close()
+        procs.append((proc, receiver))
+    outcome, errors = SinkOutcome(), []
+    for worker, (proc, receiver) in enumerate(procs):
+        try:
+            kind, value = receiver.recv()
+        except EOFError:
+            kind, value = "died", None
+        proc.join()
+        if kind == "ok":
+            outcome.merge(value)
+        elif kind == "error":
+            cls, message, hint = value
+            errors.append(cls(message, hint=hint) if issubclass(cls, PipelineError) else RuntimeError(message))
+        else:
+            errors.append(
+                TransientError(
+                    f"bronze worker {worker} died (exit code {proc.exitcode}); its offsets were not "
+                    "committed, so the next run rewrites its objects"
+                )
+            )
+    if errors:
+        raise errors[0]
+    return outcome
+
+
+def _worker_main(sender: Connection, parent: int, settings: Settings, run_id: str, worker: int, workers: int) -> None:
+    _die_with(parent)
+    # what the parent built stays put: the collector never walks it (and never dirties its copy-on-write pages),
+    # and collects rarely among the sink's many short-lived, acyclic objects
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+    try:
+        message: tuple[str, Any] = ("ok", _sink(settings, run_id, follow=False, worker=worker, workers=workers))
+    except BaseException as exc:  # sent to the parent, which raises it
+        message = (
+            "error",
+            (type(exc), str(exc) if not isinstance(exc, PipelineError) else exc.message, getattr(exc, "hint", None)),
+        )
+    try:
+        sender.send(message)
+    finally:
+        sender.close()
+        os._exit(0)  # no atexit/finalisers: the parent's inherited connections are not ours to close
+
+
+def _die_with(parent: int) -> None:
+    """SIGKILL this process when its parent dies (Linux); exit at once if it already has."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
 def run(settings: Settings, *, follow: bool = False, run_id: str | None = None) -> StageResult:
+    """Drain (or follow) the topic into bronze. A drain runs in ``drain_workers`` processes; follow in this one."""
     run_id = run_id or new_run_id("bronze")
     result = StageResult("bronze", run_id)
     with stage_scope(settings, result):
-        sink = BronzeSink(settings, run_id)
-        result.offsets = {str(p): {"from": o} for p, o in sink.start.items()}
-        try:
-            if follow:
-                _stop_on_signals(sink.stop)
-                sink.follow()
-            else:
-                sink.drain()
-        finally:
-            positions = {tp.partition: sink.consumer.position(tp) for tp in sink.partitions}
-            sink.close()
-            result.rows_in = sink.read
-            result.rows_out = sum(w.rows for w in sink.written if w.hour is not None)
-            result.rows_rejected = sum(w.rows for w in sink.written if w.hour is None)
-            result.objects = [w.key for w in sink.written]
-            for p, pos in positions.items():
-                result.offsets[str(p)]["to"] = pos
-            reasons: dict[str, int] = defaultdict(int)
-            for w in sink.written:
-                for reason, n in w.reasons.items():
-                    reasons[reason] += n
-            result.details = {"deadletter_reasons": dict(reasons), "mode": "follow" if follow else "drain"}
-            if result.rows_rejected:
-                result.status = "partial"
+        workers = 1 if follow else drain_workers(settings)
+        if workers == 1:
+            outcome = _sink(settings, run_id, follow=follow)
+        else:
+            outcome = _drain_in_workers(settings, run_id, workers)
+        result.rows_in = outcome.read
+        result.rows_out = sum(w.rows for w in outcome.written if w.hour is not None)
+        result.rows_rejected = sum(w.rows for w in outcome.written if w.hour is None)
+        result.objects = [w.key for w in outcome.written]
+        result.offsets = {
+            str(p): {"from": o, "to": outcome.positions.get(p, o)} for p, o in sorted(outcome.start.items())
+        }
+        reasons: dict[str, int] = defaultdict(int)
+        for w in outcome.written:
+            for reason, n in w.reasons.items():
+                reasons[reason] += n
+        result.details = {
+            "deadletter_reasons": dict(reasons),
+            "mode": "follow" if follow else "drain",
+            "workers": workers,
+        }
+        if result.rows_rejected:
+            result.status = "partial"
     return result
 
 

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -193,4 +194,75 @@ def test_exactly_once_under_repeated_sigkill(settings: Settings) -> None:
     assert len({(d["partition"], d["offset"]) for d in dead}) == len(dead)
     offsets = Counter((r["kafka_partition"], r["kafka_offset"]) for r in rows)
     assert max(offsets.values()) == 1
+    assert sum(n for _, n, _ in _manifest(crashy)) == expected_good
+
+
+def _sink_processes(topic_env: dict[str, str]) -> list[int]:
+    """Live (not zombie) processes running ``ingestion.bronze_sink`` with this test's topic."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if b"ingestion.bronze_sink" not in (proc / "cmdline").read_bytes():
+                continue
+            if topic_env["WEATHERPIPE_KAFKA__TOPIC"].encode() not in (proc / "environ").read_bytes():
+                continue
+            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_drain_workers_exactly_once_under_repeated_sigkill(settings: Settings) -> None:
+    """A drain runs in one worker process per partition. Kill the sink (the parent) with SIGKILL at random moments
+    (>= 10 times) while its workers write a backlog: the workers die with it, never writing behind the restarted
+    sink, and every message ends up in bronze exactly once."""
+    crashy = derive(settings, bronze={"chunk_records": 200, "flush_records": 50, "workers": 3})
+    env = {
+        **os.environ,
+        "WEATHERPIPE_KAFKA__TOPIC": crashy.kafka.topic,
+        "WEATHERPIPE_KAFKA__CONSUMER_GROUP": crashy.kafka.consumer_group,
+        "WEATHERPIPE_S3__BRONZE_PREFIX": crashy.s3.bronze_prefix,
+        "WEATHERPIPE_S3__DEADLETTER_PREFIX": crashy.s3.deadletter_prefix,
+        "WEATHERPIPE_POSTGRES__OPS_SCHEMA": crashy.postgres.ops_schema,
+        "WEATHERPIPE_BRONZE__CHUNK_RECORDS": "200",
+        "WEATHERPIPE_BRONZE__FLUSH_RECORDS": "50",
+        "WEATHERPIPE_BRONZE__WORKERS": "3",
+        "WEATHERPIPE_LOG_LEVEL": "WARNING",
+    }
+    total, bad_every = 6000, 101
+    values = [b"garbage %d" % i if i % bad_every == 0 else _envelope(i, hour_offset=i % 7) for i in range(total)]
+    publish_raw(settings, values)
+    rng = random.Random(4321)
+    kills = 0
+    while kills < 10:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ingestion.bronze_sink"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(rng.uniform(1.2, 2.5))  # the interpreter starts in ~1 s; then the workers write
+        if proc.poll() is not None:
+            break  # it finished the backlog before the kill
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+        deadline = time.monotonic() + 1  # they die with it; an orphan would still be draining seconds later
+        while _sink_processes(env) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _sink_processes(env) == [], "a bronze worker outlived its killed parent"
+    assert kills >= 10, f"the backlog was drained after {kills} kills: make it larger"
+    final = bronze_sink.run(crashy)
+    assert final.details["workers"] == 3
+
+    rows = bronze_rows(crashy)
+    expected_good = total - len(range(0, total, bad_every))
+    assert len(rows) == expected_good, f"{len(rows)} rows for {expected_good} messages"
+    assert max(Counter(r["event_id"] for r in rows).values()) == 1
+    assert max(Counter((r["kafka_partition"], r["kafka_offset"]) for r in rows).values()) == 1
+    dead = deadletters(crashy)
+    assert len(dead) == len(range(0, total, bad_every))
+    assert len({(d["partition"], d["offset"]) for d in dead}) == len(dead)
     assert sum(n for _, n, _ in _manifest(crashy)) == expected_good

@@ -107,9 +107,13 @@ class BronzeSettings(_Section):
     """The Kafka -> S3 sink. Chunks never cross multiples of ``chunk_records`` offsets (deterministic keys)."""
 
     chunk_records: int = Field(20_000, ge=1)
+    # A drain hands a partition's buffer to the writer thread once it holds this many messages (and keeps polling).
+    flush_records: int = Field(5_000, ge=1)
     flush_interval_s: float = Field(30.0, gt=0)
     poll_timeout_ms: int = Field(500, ge=10)
     drain_timeout_s: float = Field(600.0, gt=0)
+    # Processes for a drain, each owning a share of the partitions; 0: one per partition, at most two per core.
+    workers: int = Field(0, ge=0)
 
 
 class SparkSettings(_Section):
