@@ -29,8 +29,18 @@ def connect(
     try:
         with conn:
             yield conn
+    except psycopg.OperationalError as exc:  # lost mid-use: server stopped, backend terminated, timeouts
+        raise ServiceUnavailable(
+            f"PostgreSQL at {pg.safe_url(database)} failed mid-transaction (rolled back): {_first_line(exc)}",
+            hint="a later run redoes the work",
+        ) from None
     finally:
         conn.close()
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def ping(pg: PostgresSettings, database: str | None = None) -> bool:

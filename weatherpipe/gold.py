@@ -27,12 +27,20 @@ from psycopg import sql
 
 from weatherpipe import db
 from weatherpipe.audit import stage_scope
-from weatherpipe.errors import ConfigError, PipelineError, StageFailed
+from weatherpipe.errors import ConfigError, PipelineError, ServiceUnavailable, StageFailed
 from weatherpipe.results import StageResult, new_run_id
 from weatherpipe.settings import Settings
 
 log = logging.getLogger(__name__)
 _ENV_LOCK = threading.Lock()
+# what a model's error says when its connection, not its SQL, failed (server stopped, backend terminated)
+_CONNECTION_LOST = (
+    "terminating connection",
+    "server closed the connection",
+    "connection to server",
+    "could not connect",
+    "connection already closed",
+)
 
 
 def project_dir(settings: Settings) -> Path:
@@ -140,6 +148,11 @@ def run(
         result.objects = [k for k in statuses if k.startswith("model:")]
         if failures or not outcome.success:
             detail = "; ".join(failures[:5]) or str(outcome.exception or "dbt failed")
+            if any(sign in detail.lower() for sign in _CONNECTION_LOST):
+                raise ServiceUnavailable(
+                    f"dbt build lost its PostgreSQL connection: {detail}",
+                    hint="each model is built in its own transaction: a later run completes the build",
+                )
             raise StageFailed(f"dbt build failed: {detail}")
     return result
 
