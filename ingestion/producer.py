@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -56,15 +57,16 @@ def publish(producer: KafkaProducer, kafka: KafkaSettings, envelopes: Iterable[E
     """
     result = Delivery()
     pending = []
+    deadline = time.monotonic() + kafka.delivery_timeout_s  # one budget for all acknowledgements, not one each
     try:
         for env in envelopes:
             pending.append(producer.send(kafka.topic, key=env.city_id.encode(), value=env.to_bytes()))
-        producer.flush(timeout=kafka.delivery_timeout_s)
+        producer.flush(timeout=max(0.0, deadline - time.monotonic()))
     except KafkaError as exc:
         result.errors.append(type(exc).__name__)
     for future in pending:
         try:
-            meta = future.get(timeout=kafka.delivery_timeout_s)
+            meta = future.get(timeout=max(0.0, deadline - time.monotonic()))
         except KafkaError as exc:
             result.failed += 1
             if len(result.errors) < 5:

@@ -5,9 +5,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import Iterator
+
+from kafka.errors import KafkaError
 
 from ingestion.budget import CallBudget
 from ingestion.cities import load_cities
@@ -110,7 +113,8 @@ def _ingest(
         result.status = "failed"
         raise
     finally:
-        producer.close(timeout=5)
+        with contextlib.suppress(KafkaError):  # closing with undelivered messages must not hide the real error
+            producer.close(timeout=5)
         result.details["failed_cities"] = failures
     result.rows_out = delivery.delivered
     result.rows_rejected = len(failures)
