@@ -50,6 +50,7 @@ class ObjectStore:
                 retries={"max_attempts": attempts, "mode": "standard"},
                 connect_timeout=3,
                 read_timeout=30,
+                max_pool_connections=32,  # the bronze writer PUTs with 16 threads: keep their connections
                 s3={"addressing_style": "path"},
             ),
         )
