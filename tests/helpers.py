@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 
 from kafka import KafkaConsumer, TopicPartition
@@ -82,3 +83,10 @@ def deadletters(settings: Settings) -> list[dict]:
     for obj in store.list(settings.s3.deadletter_prefix + "/"):
         out.extend(json.loads(line) for line in store.get(obj.key).decode().splitlines() if line)
     return out
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (for a second stack's services)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.helpers import free_port
 from weatherpipe import db, gold
 from weatherpipe.airflow_local import airflow_env, prepare
 from weatherpipe.settings import Settings
@@ -155,13 +156,10 @@ def test_status_reports_a_reconciled_run(airflow_home) -> None:
 def test_weatherpipe_airflow_starts_standalone_with_the_dags(local_stack: Settings, tmp_path: Path) -> None:
     """`weatherpipe airflow` brings Airflow up on the local stack and prints where to log in."""
     import signal
-    import socket
     import time
     import urllib.request
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "WEATHERPIPE_STACK__STATE_DIR": str(tmp_path)}
     proc = subprocess.Popen(
         [str(Path(sys.executable).with_name("weatherpipe")), "airflow", "--port", str(port)],

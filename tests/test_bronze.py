@@ -140,19 +140,7 @@ def test_retention_dry_run_then_real(settings: Settings) -> None:
 def test_exactly_once_under_repeated_sigkill(settings: Settings) -> None:
     """Kill the sink with SIGKILL at random moments (>= 10 times) while messages flow, restart it each time,
     then assert every message is in bronze exactly once."""
-    crashy = derive(settings, bronze={"chunk_records": 37, "flush_interval_s": 0.2, "poll_timeout_ms": 100})
-    env = {
-        **os.environ,
-        "WEATHERPIPE_KAFKA__TOPIC": crashy.kafka.topic,
-        "WEATHERPIPE_KAFKA__CONSUMER_GROUP": crashy.kafka.consumer_group,
-        "WEATHERPIPE_S3__BRONZE_PREFIX": crashy.s3.bronze_prefix,
-        "WEATHERPIPE_S3__DEADLETTER_PREFIX": crashy.s3.deadletter_prefix,
-        "WEATHERPIPE_POSTGRES__OPS_SCHEMA": crashy.postgres.ops_schema,
-        "WEATHERPIPE_BRONZE__CHUNK_RECORDS": "37",
-        "WEATHERPIPE_BRONZE__FLUSH_INTERVAL_S": "0.2",
-        "WEATHERPIPE_BRONZE__POLL_TIMEOUT_MS": "100",
-        "WEATHERPIPE_LOG_LEVEL": "WARNING",
-    }
+    crashy, env = _sink_env(settings, chunk_records=37, flush_interval_s=0.2, poll_timeout_ms=100)
     total, bad_every = 2400, 97
     values = [b"garbage %d" % i if i % bad_every == 0 else _envelope(i, hour_offset=i % 5) for i in range(total)]
     publish_raw(settings, values[:1])  # create the topic
@@ -184,17 +172,7 @@ def test_exactly_once_under_repeated_sigkill(settings: Settings) -> None:
     assert final.rows_in < total // 2, "the killed sinks should have moved most of the stream"
     assert kills >= 10
 
-    rows = bronze_rows(crashy)
-    expected_good = total - len(range(0, total, bad_every))
-    counts = Counter(r["event_id"] for r in rows)
-    assert len(rows) == expected_good, f"{len(rows)} rows for {expected_good} messages"
-    assert max(counts.values()) == 1
-    dead = deadletters(crashy)
-    assert len(dead) == len(range(0, total, bad_every))
-    assert len({(d["partition"], d["offset"]) for d in dead}) == len(dead)
-    offsets = Counter((r["kafka_partition"], r["kafka_offset"]) for r in rows)
-    assert max(offsets.values()) == 1
-    assert sum(n for _, n, _ in _manifest(crashy)) == expected_good
+    _assert_exactly_once(crashy, total, bad_every)
 
 
 def _sink_processes(topic_env: dict[str, str]) -> list[int]:
@@ -217,19 +195,7 @@ def test_drain_workers_exactly_once_under_repeated_sigkill(settings: Settings) -
     """A drain runs in one worker process per partition. Kill the sink (the parent) with SIGKILL at random moments
     (>= 10 times) while its workers write a backlog: the workers die with it, never writing behind the restarted
     sink, and every message ends up in bronze exactly once."""
-    crashy = derive(settings, bronze={"chunk_records": 200, "flush_records": 50, "workers": 3})
-    env = {
-        **os.environ,
-        "WEATHERPIPE_KAFKA__TOPIC": crashy.kafka.topic,
-        "WEATHERPIPE_KAFKA__CONSUMER_GROUP": crashy.kafka.consumer_group,
-        "WEATHERPIPE_S3__BRONZE_PREFIX": crashy.s3.bronze_prefix,
-        "WEATHERPIPE_S3__DEADLETTER_PREFIX": crashy.s3.deadletter_prefix,
-        "WEATHERPIPE_POSTGRES__OPS_SCHEMA": crashy.postgres.ops_schema,
-        "WEATHERPIPE_BRONZE__CHUNK_RECORDS": "200",
-        "WEATHERPIPE_BRONZE__FLUSH_RECORDS": "50",
-        "WEATHERPIPE_BRONZE__WORKERS": "3",
-        "WEATHERPIPE_LOG_LEVEL": "WARNING",
-    }
+    crashy, env = _sink_env(settings, chunk_records=200, flush_records=50, workers=3)
     total, bad_every = 6000, 101
     values = [b"garbage %d" % i if i % bad_every == 0 else _envelope(i, hour_offset=i % 7) for i in range(total)]
     publish_raw(settings, values)
@@ -257,6 +223,28 @@ def test_drain_workers_exactly_once_under_repeated_sigkill(settings: Settings) -
     final = bronze_sink.run(crashy)
     assert final.details["workers"] == 3
 
+    _assert_exactly_once(crashy, total, bad_every)
+
+
+def _sink_env(settings: Settings, **bronze: object) -> tuple[Settings, dict[str, str]]:
+    """Settings for a sink run in a subprocess, and the environment that gives it the same settings."""
+    crashy = derive(settings, bronze=bronze)
+    env = {
+        **os.environ,
+        "WEATHERPIPE_KAFKA__TOPIC": crashy.kafka.topic,
+        "WEATHERPIPE_KAFKA__CONSUMER_GROUP": crashy.kafka.consumer_group,
+        "WEATHERPIPE_S3__BRONZE_PREFIX": crashy.s3.bronze_prefix,
+        "WEATHERPIPE_S3__DEADLETTER_PREFIX": crashy.s3.deadletter_prefix,
+        "WEATHERPIPE_POSTGRES__OPS_SCHEMA": crashy.postgres.ops_schema,
+        "WEATHERPIPE_LOG_LEVEL": "WARNING",
+        **{f"WEATHERPIPE_BRONZE__{k.upper()}": str(v) for k, v in bronze.items()},
+    }
+    return crashy, env
+
+
+def _assert_exactly_once(crashy: Settings, total: int, bad_every: int) -> None:
+    """Every good message in bronze once (by event id and by Kafka coordinates), every bad one dead-lettered
+    once, and the manifest agrees."""
     rows = bronze_rows(crashy)
     expected_good = total - len(range(0, total, bad_every))
     assert len(rows) == expected_good, f"{len(rows)} rows for {expected_good} messages"

@@ -6,7 +6,6 @@ import collections
 import datetime as dt
 import json
 import re
-import socket
 import subprocess
 import threading
 import time
@@ -22,7 +21,7 @@ from spark_jobs import silver_job
 from spark_jobs.pg_writer import LOAD_PREFIX
 from tests.conftest import ROOT, derive
 from tests.corpus.build_corpus import build, load, value
-from tests.helpers import deadletters, publish_raw
+from tests.helpers import deadletters, free_port, publish_raw
 from weatherpipe import db, gold, stack
 from weatherpipe.errors import ServiceUnavailable
 from weatherpipe.settings import Settings
@@ -299,12 +298,6 @@ def test_dbt_build_survives_terminated_backends(settings: Settings, spark) -> No
         db.drop_schemas(settings.postgres, warehouse.dbt.schema_prefix)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_bronze_survives_s3_stopped_mid_write_and_restarted(settings: Settings, tmp_path: Path) -> None:
     """A second S3 store (its own SeaweedFS) is stopped while the sink's workers are writing: the stage fails with
     a clear transient error; once the store is back, the next drain leaves every message in bronze exactly once."""
@@ -313,7 +306,7 @@ def test_bronze_survives_s3_stopped_mid_write_and_restarted(settings: Settings, 
 
     other = derive(
         settings,
-        s3={"endpoint_url": f"http://127.0.0.1:{20000 + _free_port() % 20000}"},
+        s3={"endpoint_url": f"http://127.0.0.1:{20000 + free_port() % 20000}"},
         stack={"state_dir": tmp_path / "stack"},
     )
     s3 = stack.S3Service(other)
@@ -374,7 +367,7 @@ def test_ingest_survives_kafka_stopped_mid_publish_and_restarted(settings: Setti
 
     other = derive(
         settings,
-        kafka={"bootstrap_servers": f"127.0.0.1:{_free_port()}", "request_timeout_ms": 3000, "delivery_timeout_s": 5},
+        kafka={"bootstrap_servers": f"127.0.0.1:{free_port()}", "request_timeout_ms": 3000, "delivery_timeout_s": 5},
         stack={"state_dir": tmp_path / "stack"},
     )
     kafka = stack.KafkaService(other)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from tests.conftest import derive
+from tests.helpers import free_port
 from weatherpipe import db, stack
 from weatherpipe.kafka import ensure_topic
 from weatherpipe.settings import Settings
@@ -87,12 +87,6 @@ def test_stack_up_is_idempotent(local_stack: Settings) -> None:
     assert all(s.state in {"running", "external"} for s in stack.status(local_stack))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _processes_using(path: Path) -> list[int]:
     found = []
     for proc in Path("/proc").iterdir():
@@ -110,12 +104,12 @@ def test_second_stack_with_private_postgres_up_and_down(local_stack: Settings, t
     """A whole second stack on other ports and its own state folder — including the private PostgreSQL
     path that a machine without a server takes — starts healthy and stops without leaving a process."""
     state = tmp_path / "stack"
-    s3_port = 20000 + _free_port() % 20000
+    s3_port = 20000 + free_port() % 20000
     other = derive(
         local_stack,
-        kafka={"bootstrap_servers": f"127.0.0.1:{_free_port()}"},
+        kafka={"bootstrap_servers": f"127.0.0.1:{free_port()}"},
         s3={"endpoint_url": f"http://127.0.0.1:{s3_port}"},
-        postgres={"port": _free_port()},
+        postgres={"port": free_port()},
         stack={"state_dir": state, "manage_postgres": "auto"},
     )
     try:
