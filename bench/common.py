@@ -52,10 +52,10 @@ def isolated(name: str) -> Iterator[Settings]:
         "postgres": base.postgres.model_copy(update={"staging_schema": f"bstg_{uid}", "ops_schema": f"bops_{uid}"}),
     }
     settings = base.model_copy(update=update)
-    db.ensure_warehouse(settings)
+    db.provision(settings)
     try:
         yield settings
     finally:
-        with db.connect(settings.postgres) as conn:
+        with db.connect(settings.postgres.admin) as conn:
             for schema in (settings.postgres.staging_schema, settings.postgres.ops_schema):
                 conn.execute(f'drop schema if exists "{schema}" cascade')

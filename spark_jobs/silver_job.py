@@ -15,7 +15,6 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 from psycopg import sql
@@ -62,10 +61,7 @@ class BronzeObject:
 
 
 def ensure_staging(settings: Settings) -> None:
-    ddl = resources.files("spark_jobs").joinpath("sql/staging.sql").read_text()
-    with db.connect(settings.postgres) as conn:
-        conn.execute("select pg_advisory_xact_lock(hashtext('weatherpipe.staging_ddl'))")
-        conn.execute(sql.SQL(ddl).format(schema=sql.Identifier(settings.postgres.staging_schema)))
+    db.apply_ddl(settings.postgres, "spark_jobs", "sql/staging.sql", schema=settings.postgres.staging_schema)
 
 
 @contextmanager

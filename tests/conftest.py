@@ -34,6 +34,13 @@ def derive(settings: Settings, **sections: dict[str, Any]) -> Settings:
     return settings.model_copy(update=update)
 
 
+def provision_env(settings: Settings, env: dict[str, str]) -> None:
+    """Provision the ops and staging schemas that a subprocess configured by ``env`` will use."""
+    prefix = "WEATHERPIPE_POSTGRES__"
+    schemas = {k.removeprefix(prefix).lower(): v for k, v in env.items() if k.endswith("_SCHEMA") and prefix in k}
+    db.provision(derive(settings, postgres=schemas))
+
+
 @pytest.fixture(scope="session")
 def base_settings() -> Settings:
     return load_settings(_env_file=None)
@@ -61,9 +68,9 @@ def settings(local_stack: Settings, uid: str) -> Iterator[Settings]:
         postgres={"staging_schema": f"stg_{uid}", "ops_schema": f"ops_{uid}"},
         stack={"state_dir": local_stack.state_dir},
     )
-    db.ensure_warehouse(isolated)
+    db.provision(isolated)
     yield isolated
-    with db.connect(isolated.postgres) as conn:
+    with db.connect(isolated.postgres.admin) as conn:
         for schema in (isolated.postgres.staging_schema, isolated.postgres.ops_schema):
             conn.execute(f'drop schema if exists "{schema}" cascade')
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, provision_env
 from tests.helpers import free_port
 from weatherpipe import db, gold
 from weatherpipe.airflow_local import airflow_env, prepare
@@ -37,6 +37,7 @@ def airflow_home(local_stack: Settings) -> dict[str, str]:
         "WEATHERPIPE_DBT__SCHEMA_PREFIX": f"af_{uid}_",
     }
     env = {**airflow_env(local_stack, home=HOME), **isolation}
+    provision_env(local_stack, env)
     prepare(env)
     gold.parse(local_stack)  # the manifest Cosmos renders from
     saved = {k: os.environ.get(k) for k in env}
@@ -99,7 +100,7 @@ def _marts_hash(settings_env: dict[str, str]) -> str:
 
     settings = load_settings()
     marts = settings.dbt.schema("marts")
-    with db.connect(settings.postgres) as conn:
+    with db.connect(settings.postgres.admin) as conn:
         return (
             conn.execute(
                 f"select md5(string_agg(t::text, '|' order by t::text)) from \"{marts}\".gold_weather_aggregates t"
@@ -134,7 +135,7 @@ def test_dag_runs_end_to_end_and_a_rerun_changes_nothing(airflow_home) -> None:
     from weatherpipe.settings import load_settings
 
     settings = load_settings()
-    with db.connect(settings.postgres) as conn:
+    with db.connect(settings.postgres.admin) as conn:
         facts = conn.execute(f'select count(*) from "{settings.dbt.schema("marts")}".fct_weather_observations')
         assert facts.fetchone()[0] > 0
 

@@ -89,11 +89,21 @@ def test_cli_bad_config_is_one_line_not_a_traceback() -> None:
     assert len(lines) == 1 and "postgres.port" in lines[0], out.stderr
 
 
+def test_cli_unknown_login_is_one_line_naming_the_fix(local_stack: Settings) -> None:
+    out = _cli("status", env={"WEATHERPIPE_POSTGRES__USER": "wp_no_such_role"})
+    assert out.returncode == ConfigError.exit_code, out.stdout + out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    assert "refused the login 'wp_no_such_role'" in lines[0] and "weatherpipe db setup" in lines[0]
+
+
 def test_cli_config_show_redacts_every_secret() -> None:
     env = {
         "OPENWEATHER_API_KEY": "owm-canary-0000",
         "WEATHERPIPE_S3__SECRET_KEY": "s3-canary-1111",
         "WEATHERPIPE_POSTGRES__PASSWORD": "pg-canary-2222",
+        "WEATHERPIPE_POSTGRES__TRANSFORMER_PASSWORD": "pg-canary-3333",
+        "WEATHERPIPE_POSTGRES__ADMIN_PASSWORD": "pg-canary-4444",
     }
     out = _cli("config", "show", env=env)
     assert out.returncode == 0, out.stderr
@@ -202,7 +212,7 @@ def test_stage_result_recorded_and_upserted(settings: Settings) -> None:
     audit.record_result(settings, result)
     result.rows_out = 10
     audit.record_result(settings, result)  # a rerun replaces the row
-    with db.connect(settings.postgres) as conn:
+    with db.connect(settings.postgres.admin) as conn:
         rows = conn.execute(
             f'select rows_in, rows_out, rows_rejected, object_count, details from "{settings.postgres.ops_schema}"'
             ".pipeline_runs where run_id = 'run-audit-1'"

@@ -32,7 +32,7 @@ def load(settings: Settings, spark, start: dt.datetime, end: dt.datetime) -> Non
 
 
 def q(settings: Settings, query: str) -> list[tuple]:
-    with db.connect(settings.postgres) as conn:
+    with db.connect(settings.postgres.admin) as conn:
         return conn.execute(
             query.format(m=f'"{settings.dbt.schema("marts")}"', s=f'"{settings.postgres.staging_schema}"')
         ).fetchall()
@@ -55,7 +55,7 @@ def warehouse(local_stack: Settings, spark) -> Iterator[Settings]:
         postgres={"staging_schema": f"stg_{uid}", "ops_schema": f"ops_{uid}", "bi_password": "bi-canary-pass"},
         dbt={"schema_prefix": f"t{uid}_"},
     )
-    db.ensure_warehouse(settings)
+    db.provision(settings)
     load(settings, spark, START, START + 3 * DAY)
     yield settings
     for prefix in (f"t{uid}_", settings.postgres.staging_schema, settings.postgres.ops_schema):
@@ -101,7 +101,8 @@ def test_tests_check_recent_loads_and_full_tests_check_every_row(warehouse: Sett
     fails the audit; a full refresh rebuilds it from Silver and tests everything."""
     gold.run(warehouse)
     city, hour = q(warehouse, "select city_id, observed_at from {m}.fct_weather_observations order by 2 limit 1")[0]
-    with db.connect(warehouse.postgres) as conn:  # loaded a month ago (so no incremental run revisits it), then bad
+    # loaded a month ago (so no incremental run revisits it), then bad
+    with db.connect(warehouse.postgres.admin) as conn:
         conn.execute(
             f'update "{warehouse.postgres.staging_schema}".weather_observations '
             "set loaded_at = loaded_at - interval '30 days' where city_id = %s and observed_at = %s",
@@ -156,6 +157,63 @@ def test_bi_role_reads_marts_only(warehouse: Settings) -> None:
             conn.execute(f'select * from "{pg.staging_schema}".weather_observations limit 1')
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(f'create table "{marts}".intruder (x int)')
+
+
+def _refused(conn: psycopg.Connection, statement: str) -> bool:
+    try:
+        conn.execute(statement)
+    except psycopg.errors.InsufficientPrivilege:
+        return True
+    return False
+
+
+def test_pipeline_roles_have_only_what_they_need(warehouse: Settings) -> None:
+    """The whole pipeline above ran as the loader and the transformer (the owners prove it); each of them is a
+    plain login that can do its own stage's work and is refused everything else."""
+    gold.run(warehouse)
+    pg = warehouse.postgres
+    marts, stg, ops = warehouse.dbt.schema("marts"), f'"{pg.staging_schema}"', f'"{pg.ops_schema}"'
+    with db.connect(pg.admin) as conn:
+        owners = dict(
+            conn.execute(
+                "select schemaname || '.' || tablename, tableowner from pg_tables where schemaname in (%s, %s, %s)",
+                (pg.staging_schema, pg.ops_schema, marts),
+            ).fetchall()
+        )
+        attributes = conn.execute(
+            "select rolname, rolsuper or rolcreaterole or rolcreatedb or rolreplication or rolbypassrls, "
+            "(select count(*) from pg_auth_members m where m.member = r.oid) from pg_roles r "
+            "where rolname in (%s, %s, %s) order by rolname",
+            (pg.user, pg.transformer_user, pg.bi_role),
+        ).fetchall()
+    assert owners[f"{pg.staging_schema}.weather_observations"] == pg.user
+    assert owners[f"{pg.ops_schema}.bronze_manifest"] == pg.user
+    assert owners[f"{marts}.fct_weather_observations"] == pg.transformer_user
+    assert attributes == sorted([(pg.bi_role, False, 0), (pg.user, False, 0), (pg.transformer_user, False, 0)])
+
+    with db.connect(pg, autocommit=True) as loader:
+        assert loader.execute(f"select count(*) from {stg}.weather_observations").fetchone()[0] > 0
+        for statement in (
+            f'select * from "{marts}".fct_weather_observations limit 1',
+            f'drop table "{marts}".dim_city',
+            "create schema intruder",
+            "create table public.intruder (x int)",
+            "create role intruder",
+        ):
+            assert _refused(loader, statement), statement
+    with db.connect(pg.transformer, autocommit=True) as transformer:
+        assert transformer.execute(f"select count(*) from {stg}.weather_observations").fetchone()[0] > 0
+        for statement in (
+            f"insert into {stg}.cities select * from {stg}.cities limit 1",
+            f"update {stg}.weather_observations set temperature_c = 0",
+            f"delete from {stg}.weather_observations",
+            f"truncate {stg}.weather_observations",
+            f"create table {stg}.intruder (x int)",
+            f"select * from {ops}.bronze_manifest limit 1",
+            f"select * from {ops}.pipeline_runs limit 1",
+            "create role intruder",
+        ):
+            assert _refused(transformer, statement), statement
 
 
 def test_docs_build_offline_and_every_column_is_described(warehouse: Settings) -> None:

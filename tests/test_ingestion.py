@@ -71,7 +71,7 @@ def envelopes(settings: Settings, expected: int | None = None) -> list[Envelope]
 
 
 def audit(settings: Settings, run_id: str) -> tuple:
-    with db.connect(settings.postgres) as conn:
+    with db.connect(settings.postgres.admin) as conn:
         return conn.execute(
             f'select status, rows_in, rows_out, rows_rejected, details from "{settings.postgres.ops_schema}"'
             ".pipeline_runs where run_id = %s and stage = 'ingest'",

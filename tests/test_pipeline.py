@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, provision_env
 from weatherpipe import db
 from weatherpipe.settings import Settings
 
@@ -34,6 +34,7 @@ def isolated_env(local_stack: Settings):
             "WEATHERPIPE_LOG_FORMAT": "json",
         }
     )
+    provision_env(local_stack, env)
     yield env
     db.drop_schemas(local_stack.postgres, f"run_{uid}_")
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import errno
 import json
+import os
 import re
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ from tests.helpers import deadletters, free_port, publish_raw
 from weatherpipe import db, gold, stack
 from weatherpipe.errors import ServiceUnavailable
 from weatherpipe.settings import Settings
+from weatherpipe.storage import ObjectStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark]
 NYC = ["nyc-jfk", "nyc-lga", "nyc-ewr"]
@@ -62,7 +66,7 @@ def test_hostile_corpus_through_the_whole_pipeline(settings: Settings, spark) ->
         silver.rows_in
         == d["inserted"] + d["updated"] + d["stale_vs_staging"] + d["duplicates_in_batch"] + silver.rows_rejected
     )
-    with db.connect(settings.postgres) as conn:
+    with db.connect(settings.postgres.admin) as conn:
         s = settings.postgres.staging_schema
         quarantined = conn.execute(f'select failed_rules from "{s}".weather_quarantine').fetchall()
         assert len(quarantined) == expected["quarantine"] and all(rules for (rules,) in quarantined)
@@ -147,10 +151,16 @@ def test_canary_secrets_never_land_anywhere(settings: Settings, spark, tmp_path:
                 "backoff_initial_s": 0.01,
                 "backoff_max_s": 0.02,
             },
-            postgres={"password": pg_password, "bi_password": bi_password},
+            postgres={
+                "password": pg_password,
+                "transformer_password": "tr-CANARY-33cc",
+                "admin_password": "adm-CANARY-44dd",
+                "bi_password": bi_password,
+            },
             dbt={"schema_prefix": f"c{settings.postgres.staging_schema[-6:]}_"},
         )
         configure_logging("DEBUG", "json", canary.secrets())
+        db.provision(canary)  # role passwords are set as SCRAM verifiers: the statements carry no password
         stage.run(canary, source="openweather", city_ids=["paris", "london", "nyc-jfk"])
         bronze_sink.run(canary)
         silver_job.run(canary, spark=spark)
@@ -162,7 +172,7 @@ def test_canary_secrets_never_land_anywhere(settings: Settings, spark, tmp_path:
         "kafka": b"".join(v or b"" for _, v in consume_all(canary)).decode(errors="replace"),
         "bronze": json.dumps(bronze_rows(canary), default=str),
     }
-    with db.connect(settings.postgres) as conn:
+    with db.connect(settings.postgres.admin) as conn:
         for schema in (canary.postgres.staging_schema, canary.postgres.ops_schema, canary.dbt.schema("marts")):
             for (table,) in conn.execute("select tablename from pg_tables where schemaname = %s", (schema,)):
                 rows = conn.execute(f'select * from "{schema}"."{table}"').fetchall()
@@ -186,7 +196,7 @@ def _terminate_lock_waiters(pg: Any, blocker: Any, *, timeout_s: float, like: st
     blocker_pid = blocker.info.backend_pid
     killed: list[int] = []
     deadline = time.monotonic() + timeout_s
-    with db.connect(pg, autocommit=True) as watch:
+    with db.connect(pg.admin, autocommit=True) as watch:  # sees and may end every role's backends
         while time.monotonic() < deadline:
             pids = [
                 pid
@@ -298,20 +308,11 @@ def test_dbt_build_survives_terminated_backends(settings: Settings, spark) -> No
         db.drop_schemas(settings.postgres, warehouse.dbt.schema_prefix)
 
 
-def test_bronze_survives_s3_stopped_mid_write_and_restarted(settings: Settings, tmp_path: Path) -> None:
-    """A second S3 store (its own SeaweedFS) is stopped while the sink's workers are writing: the stage fails with
-    a clear transient error; once the store is back, the next drain leaves every message in bronze exactly once."""
+def _publish_hours(settings: Settings, total: int) -> None:
+    """``total`` valid envelopes, three cities per event hour: thousands of bronze objects."""
     from ingestion.envelope import Envelope
-    from tests.helpers import bronze_rows
 
-    other = derive(
-        settings,
-        s3={"endpoint_url": f"http://127.0.0.1:{20000 + free_port() % 20000}"},
-        stack={"state_dir": tmp_path / "stack"},
-    )
-    s3 = stack.S3Service(other)
     when = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
-    total = 6000  # ~2,000 event hours: thousands of objects, seconds of writing
     publish_raw(
         settings,
         [
@@ -325,10 +326,120 @@ def test_bronze_survives_s3_stopped_mid_write_and_restarted(settings: Settings, 
             for i in range(total)
         ],
     )
+
+
+def _assert_bronze_exactly(settings: Settings, total: int) -> None:
+    from tests.helpers import bronze_rows
+
+    rows = bronze_rows(settings)
+    assert len(rows) == total and len({r["event_id"] for r in rows}) == total
+    with db.connect(settings.postgres.admin) as conn:
+        manifest = conn.execute(f'select sum(row_count) from "{settings.postgres.ops_schema}".bronze_manifest')
+        assert manifest.fetchone()[0] == total
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 MiB tmpfs: a disk that can really fill up (needs root and mount, as on our machines and CI)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], capture_output=True, check=False
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _fill(disk: Path) -> Path:
+    filler = disk / "filler"
+    with filler.open("wb") as out:
+        try:
+            while True:
+                out.write(bytes(1 << 20))
+                out.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    return filler
+
+
+def test_bronze_on_a_full_disk_then_freed(settings: Settings, small_disk: Path) -> None:
+    """The S3 store's disk (the stack's state folder) fills up: the drain fails with a clear transient error and
+    commits nothing it did not write; once space is freed and the store restarted, the next drain leaves every
+    message exactly once."""
+    other = derive(
+        settings,
+        s3={"endpoint_url": f"http://127.0.0.1:{20000 + free_port() % 20000}"},
+        stack={"state_dir": small_disk / "stack"},
+    )
+    s3 = stack.S3Service(other)
+    total = 3000
+    _publish_hours(settings, total)
+    try:
+        s3.up()
+        ObjectStore(other.s3).put("warm-up", bytes(1024))  # the store's volumes exist before the disk fills
+        filler = _fill(small_disk)
+        with pytest.raises(ServiceUnavailable) as failed:
+            bronze_sink.run(other)
+        assert failed.value.transient and other.s3.endpoint_url in str(failed.value), failed.value
+        with db.connect(other.postgres.admin) as conn:
+            written = conn.execute(f'select count(*) from "{other.postgres.ops_schema}".bronze_manifest').fetchone()
+        assert written == (0,)  # nothing fitted, so nothing is recorded or committed
+        filler.unlink()
+        s3.down()  # SeaweedFS keeps the volumes it failed to write read-only until it restarts
+        s3.up()
+        assert bronze_sink.run(other).status == "success"
+        _assert_bronze_exactly(other, total)
+    finally:
+        s3.down()
+
+
+def test_stack_up_on_a_full_state_folder_is_one_line(small_disk: Path) -> None:
+    """`stack up` cannot write its state folder: one line naming the folder and the cause, and no service is left
+    running that no pid file records."""
+    _fill(small_disk)
+    kafka_port = 20000 + free_port() % 20000
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEATHERPIPE_")}
+    env |= {
+        "WEATHERPIPE_STACK__STATE_DIR": str(small_disk / "state"),
+        "WEATHERPIPE_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka_port}",
+        "WEATHERPIPE_S3__ENDPOINT_URL": f"http://127.0.0.1:{kafka_port + 1}",
+    }
+    out = subprocess.run(
+        [str(Path(sys.executable).with_name("weatherpipe")), "stack", "up"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    lines = [line for line in out.stderr.splitlines() if line.strip() and '"level"' not in line]
+    assert out.returncode == 1 and len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    assert "cannot write the stack's state folder" in lines[0] and "No space left on device" in lines[0], lines
+    time.sleep(0.5)
+    assert not stack._port_open("127.0.0.1", kafka_port)
+
+
+def test_bronze_survives_s3_stopped_mid_write_and_restarted(settings: Settings, tmp_path: Path) -> None:
+    """A second S3 store (its own SeaweedFS) is stopped while the sink's workers are writing: the stage fails with
+    a clear transient error; once the store is back, the next drain leaves every message in bronze exactly once."""
+
+    other = derive(
+        settings,
+        s3={"endpoint_url": f"http://127.0.0.1:{20000 + free_port() % 20000}"},
+        stack={"state_dir": tmp_path / "stack"},
+    )
+    s3 = stack.S3Service(other)
+    total = 6000  # ~2,000 event hours: thousands of objects, seconds of writing
+    _publish_hours(settings, total)
     try:
         s3.up()
         thread, out = _in_thread(lambda: bronze_sink.run(other))
-        with db.connect(other.postgres, autocommit=True) as conn:
+        with db.connect(other.postgres.admin, autocommit=True) as conn:
             deadline = time.monotonic() + 60
             while (
                 time.monotonic() < deadline
@@ -345,13 +456,7 @@ def test_bronze_survives_s3_stopped_mid_write_and_restarted(settings: Settings, 
         s3.up()
         again = bronze_sink.run(other)
         assert again.status == "success"
-        rows = bronze_rows(other)
-        assert len(rows) == total and len({r["event_id"] for r in rows}) == total
-        with db.connect(other.postgres) as conn:
-            manifest = conn.execute(
-                f'select sum(row_count) from "{other.postgres.ops_schema}".bronze_manifest'
-            ).fetchone()[0]
-        assert manifest == total
+        _assert_bronze_exactly(other, total)
     finally:
         s3.down()
 

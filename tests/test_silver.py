@@ -27,7 +27,7 @@ NYC = ["nyc-jfk", "nyc-lga", "nyc-ewr"]
 
 
 def q(settings: Settings, query: str, args: tuple = ()) -> list[tuple]:
-    with db.connect(settings.postgres) as conn:
+    with db.connect(settings.postgres.admin) as conn:
         return conn.execute(
             query.format(s=f'"{settings.postgres.staging_schema}"', o=f'"{settings.postgres.ops_schema}"'), args
         ).fetchall()

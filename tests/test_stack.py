@@ -66,7 +66,7 @@ def test_s3_objects_and_parquet(settings: Settings) -> None:
 
 
 def test_postgres_warehouse_exists(settings: Settings) -> None:
-    with db.connect(settings.postgres) as conn:
+    with db.connect(settings.postgres.admin) as conn:
         assert conn.execute("select current_database()").fetchone() == (settings.postgres.database,)
         schemas = {r[0] for r in conn.execute("select schema_name from information_schema.schemata")}
     assert {settings.postgres.staging_schema, settings.postgres.ops_schema} <= schemas

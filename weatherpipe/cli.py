@@ -23,8 +23,10 @@ app = typer.Typer(
 )
 stack_app = typer.Typer(help="Local services without Docker (Kafka protocol, S3, PostgreSQL).", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect the effective settings.", no_args_is_help=True)
+db_app = typer.Typer(help="The warehouse database and its least-privilege roles.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.add_typer(config_app, name="config")
+app.add_typer(db_app, name="db")
 
 log = logging.getLogger("weatherpipe")
 
@@ -61,6 +63,21 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
 def config_show() -> None:
     """Print the effective settings as JSON, every secret redacted."""
     typer.echo(json.dumps(_settings().redacted(), indent=2, default=str))
+
+
+@db_app.command("setup")
+def db_setup() -> None:
+    """As the admin login: create the database, the loader/transformer/BI roles, their schemas and grants
+    (idempotent; `stack up` runs it too)."""
+    from weatherpipe import db
+
+    settings = _settings()
+    db.provision(settings)
+    pg = settings.postgres
+    typer.echo(
+        f"warehouse {pg.safe_url()} ready: loader {pg.user} owns {pg.ops_schema} and {pg.staging_schema}; "
+        f"transformer {pg.transformer_user} reads {pg.staging_schema} and builds Gold; {pg.bi_role} reads the marts"
+    )
 
 
 # -- stack ----------------------------------------------------------------------------------------------------

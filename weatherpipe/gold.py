@@ -6,16 +6,12 @@ variables that ``dbt_project/profiles.yml`` reads — the password never appears
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import functools
-import hashlib
-import hmac
 import http.server
 import json
 import logging
 import os
-import secrets
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -48,7 +44,7 @@ def project_dir(settings: Settings) -> Path:
 
 
 def dbt_env(settings: Settings) -> dict[str, str]:
-    pg = settings.postgres
+    pg = settings.postgres.transformer
     env = {
         "WEATHERPIPE_DBT_HOST": pg.host,
         "WEATHERPIPE_DBT_PORT": str(pg.port),
@@ -127,7 +123,6 @@ def run(
     run_id = run_id or new_run_id("gold")
     result = StageResult("gold", run_id)
     with stage_scope(settings, result):
-        ensure_bi_role(settings)
         args = ["build"]
         if full_refresh:
             args.append("--full-refresh")
@@ -157,36 +152,10 @@ def run(
     return result
 
 
-def scram_verifier(password: str, iterations: int = 4096) -> str:
-    """The SCRAM-SHA-256 verifier PostgreSQL stores for ``password`` (RFC 7677), computed client-side so that the
-    password itself never travels in SQL text, where statement logs could keep it."""
-    salt = secrets.token_bytes(16)
-    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
-    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
-    stored_key = hashlib.sha256(client_key).digest()
-    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
-    b64 = base64.b64encode
-    return f"SCRAM-SHA-256${iterations}:{b64(salt).decode()}${b64(stored_key).decode()}:{b64(server_key).decode()}"
-
-
-def ensure_bi_role(settings: Settings) -> None:
-    """Create the read-only BI role if missing and set its password (when configured) as a SCRAM verifier.
-    Its grants are dbt's job (on-run-end macro ``grant_bi_reader``)."""
-    pg = settings.postgres
-    role = sql.Identifier(pg.bi_role)
-    with db.connect(pg) as conn:
-        conn.execute("select pg_advisory_xact_lock(hashtext('weatherpipe.bi_role'))")
-        if not conn.execute("select 1 from pg_roles where rolname = %s", (pg.bi_role,)).fetchone():
-            conn.execute(sql.SQL("create role {} login nosuperuser nocreatedb nocreaterole noinherit").format(role))
-        if pg.bi_password is not None and pg.bi_password.get_secret_value():
-            verifier = scram_verifier(pg.bi_password.get_secret_value())
-            conn.execute(sql.SQL("alter role {} password {}").format(role, sql.Literal(verifier)))
-
-
 def _count(settings: Settings, schema: str, table: str) -> int:
     """Row count of a table, 0 if it does not exist yet (informative only: the build outcome is what matters)."""
     try:
-        with db.connect(settings.postgres) as conn:
+        with db.connect(settings.postgres.transformer) as conn:
             row = conn.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(schema, table))).fetchone()
     except (psycopg.Error, PipelineError):
         return 0

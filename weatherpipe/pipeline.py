@@ -236,7 +236,7 @@ def recent_runs(settings: Settings, limit: int) -> list[tuple[str, dict[str, dic
 def gold_freshness(settings: Settings) -> str:
     marts = settings.dbt.schema("marts")
     try:
-        with db.connect(settings.postgres) as conn:
+        with db.connect(settings.postgres.transformer) as conn:
             row = conn.execute(
                 sql.SQL("select max(loaded_at), count(*) from {}").format(
                     sql.Identifier(marts, "fct_weather_observations")

@@ -91,7 +91,7 @@ class PrivatePostgres:
                         "-D",
                         str(self.pgdata),
                         "-U",
-                        pg.user,
+                        pg.admin_user,
                         "--auth=trust",
                         "--encoding=UTF8",
                         "--no-sync",
@@ -126,7 +126,7 @@ class PrivatePostgres:
                 raise ServiceUnavailable(f"the private PostgreSQL did not start: {proc.stderr.strip()[-300:]}")
         pid = int((self.pgdata / "postmaster.pid").read_text().splitlines()[0])
         self.pidfile.write_text(str(pid))
-        db.ensure_warehouse(self.settings)
+        db.provision(self.settings)
         return self._status("postgres", "started", pg.safe_url(), pid, detail="private server (pgserver)")
 
     def down(self) -> object:

@@ -77,10 +77,18 @@ class S3Settings(_Section):
 
 
 class PostgresSettings(_Section):
+    """Three logins, each with only what it needs (``weatherpipe db setup`` provisions them as ``admin_user``):
+    ``user`` loads (ingest, Bronze manifest, Silver, audit: owns the ops and staging schemas), ``transformer_user``
+    runs dbt (reads staging, owns the Gold schemas), ``bi_role`` reads the marts."""
+
     host: str = "127.0.0.1"
     port: int = Field(5432, ge=1, le=65535)
-    user: str = "postgres"
+    user: str = "weatherpipe_loader"
     password: SecretStr | None = None
+    transformer_user: str = "weatherpipe_transformer"
+    transformer_password: SecretStr | None = None
+    admin_user: str = "postgres"
+    admin_password: SecretStr | None = None
     database: str = "weather_dw"
     maintenance_database: str = "postgres"
     staging_schema: str = "staging"
@@ -101,6 +109,19 @@ class PostgresSettings(_Section):
 
     def safe_url(self, database: str | None = None) -> str:
         return f"postgresql://{self.user}@{self.host}:{self.port}/{database or self.database}"
+
+    def login_as(self, user: str, password: SecretStr | None) -> PostgresSettings:
+        return self.model_copy(update={"user": user, "password": password})
+
+    @property
+    def admin(self) -> PostgresSettings:
+        """The provisioning login (database, roles, schemas, grants): never used by a stage."""
+        return self.login_as(self.admin_user, self.admin_password)
+
+    @property
+    def transformer(self) -> PostgresSettings:
+        """dbt's login."""
+        return self.login_as(self.transformer_user, self.transformer_password)
 
 
 class BronzeSettings(_Section):
@@ -136,6 +157,10 @@ class DbtSettings(_Section):
 
     def schema(self, name: str) -> str:
         return f"{self.schema_prefix}{name}"
+
+    def built_schemas(self) -> list[str]:
+        """Every schema the dbt project builds into (dbt_project.yml's ``+schema`` values and the target)."""
+        return [self.schema(n) for n in (self.target_schema, "staging_views", "intermediate", "marts", "snapshots")]
 
 
 class PipelineSettings(_Section):
@@ -221,6 +246,8 @@ class Settings(BaseSettings):
             self.api.openweather_api_key,
             self.s3.secret_key,
             self.postgres.password,
+            self.postgres.transformer_password,
+            self.postgres.admin_password,
             self.postgres.bi_password,
         ]
         return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]

@@ -23,7 +23,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from weatherpipe import db
-from weatherpipe.errors import ConfigError, ServiceUnavailable
+from weatherpipe.errors import ConfigError, ServiceUnavailable, TerminalError
 from weatherpipe.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,12 @@ class Service:
                 cwd=self.dir,
                 env=self.env(),
             )
-        self.pidfile.write_text(str(proc.pid))
+        try:
+            self.pidfile.write_text(str(proc.pid))
+        except OSError:  # a service nobody could find again must not outlive this call
+            _terminate(proc.pid)
+            proc.wait()
+            raise
         log.info("started %s", self.name, extra={"pid": proc.pid, "url": self.url})
         return proc.pid
 
@@ -313,13 +318,13 @@ class PostgresService(Service):
 
     @property
     def url(self) -> str:  # type: ignore[override]
-        return self.settings.postgres.safe_url()
+        return self.settings.postgres.admin.safe_url()
 
     def healthy(self) -> bool:
-        return db.ping(self.settings.postgres, self.settings.postgres.maintenance_database)
+        return db.ping(self.settings.postgres.admin, self.settings.postgres.maintenance_database)
 
     def after_start(self) -> None:
-        db.ensure_warehouse(self.settings)
+        db.provision(self.settings)
 
     def up(self) -> ServiceStatus:
         mode = self.settings.stack.manage_postgres
@@ -371,7 +376,14 @@ def java_check() -> str:
 
 
 def up(settings: Settings) -> list[ServiceStatus]:
-    statuses = [svc.up() for svc in services(settings)]
+    try:
+        statuses = [svc.up() for svc in services(settings)]
+    except OSError as exc:  # the state folder: full disk, read-only mount, no permission
+        where = exc.filename or settings.state_dir
+        raise TerminalError(
+            f"cannot write the stack's state folder ({where}): {exc.strerror or exc}",
+            hint="free space there or point WEATHERPIPE_STACK__STATE_DIR at a writable folder",
+        ) from None
     statuses.append(ServiceStatus("spark", "local", settings.spark.master, detail=f"java {java_check()}"))
     return statuses
 

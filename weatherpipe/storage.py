@@ -29,7 +29,9 @@ def _explain(exc: Exception, s3: S3Settings) -> Exception:
                 f"the S3 store at {s3.endpoint_url} refused the credentials ({code})",
                 hint="check WEATHERPIPE_S3__ACCESS_KEY / WEATHERPIPE_S3__SECRET_KEY",
             )
-        return ServiceUnavailable(f"S3 request failed at {s3.endpoint_url}: {code or 'error'}")
+        message = str(exc.response.get("Error", {}).get("Message", "")).strip()[:200]
+        detail = f"{code or 'error'} ({message})" if message else code or "error"
+        return ServiceUnavailable(f"S3 request failed at {s3.endpoint_url}: {detail}")
     return ServiceUnavailable(
         f"the S3 store is not reachable at {s3.endpoint_url} ({type(exc).__name__})",
         hint="start it (`weatherpipe stack up`) or set WEATHERPIPE_S3__ENDPOINT_URL",

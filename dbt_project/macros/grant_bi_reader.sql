@@ -1,24 +1,17 @@
-{#- The read-only BI role: SELECT on the marts schema only. Idempotent; run at the end of every dbt run.
-    Its password is never set here (dbt logs the SQL it runs): `weatherpipe gold` sets a SCRAM verifier. -#}
+{#- The read-only BI role: USAGE on the marts schema and SELECT on its tables, nothing else. Idempotent; run at the
+    end of every dbt run by the transformer, which owns the marts. The role itself (and its password, as a SCRAM
+    verifier) comes from `weatherpipe db setup`: dbt logs the SQL it runs, and the transformer cannot create roles. -#}
 {% macro grant_bi_reader() %}
     {% if execute and flags.WHICH in ('run', 'build') %}
-        {% set role = var('bi_role') %}
-        {% set marts = generate_schema_name('marts', none) %}
+        {% set role = adapter.quote(var('bi_role')) %}
+        {% set marts = adapter.quote(generate_schema_name('marts', none)) %}
         {% set sql %}
-            do $$
-            begin
-                if not exists (select 1 from pg_roles where rolname = '{{ role }}') then
-                    create role {{ adapter.quote(role) }} login nosuperuser nocreatedb nocreaterole noinherit;
-                end if;
-            end $$;
-            grant connect on database {{ adapter.quote(target.dbname) }} to {{ adapter.quote(role) }};
-            create schema if not exists {{ adapter.quote(marts) }};
-            grant usage on schema {{ adapter.quote(marts) }} to {{ adapter.quote(role) }};
-            grant select on all tables in schema {{ adapter.quote(marts) }} to {{ adapter.quote(role) }};
-            alter default privileges in schema {{ adapter.quote(marts) }}
-                grant select on tables to {{ adapter.quote(role) }};
+            create schema if not exists {{ marts }};
+            grant usage on schema {{ marts }} to {{ role }};
+            grant select on all tables in schema {{ marts }} to {{ role }};
+            alter default privileges in schema {{ marts }} grant select on tables to {{ role }};
         {% endset %}
         {% do run_query(sql) %}
-        {{ log("granted " ~ role ~ " read access to " ~ marts, info=True) }}
+        {{ log("granted " ~ var('bi_role') ~ " read access to " ~ generate_schema_name('marts', none), info=True) }}
     {% endif %}
 {% endmacro %}

@@ -1,5 +1,4 @@
 -- Silver output in the warehouse's staging schema: where dbt's sources point. Idempotent.
-create schema if not exists {schema};
 
 create table if not exists {schema}.weather_observations (
     city_id              text             not null,

@@ -1,6 +1,4 @@
 -- Operational metadata of the pipeline (idempotent: safe to run on every start).
-create schema if not exists {ops};
-create schema if not exists {staging};
 
 create table if not exists {ops}.pipeline_runs (
     run_id          text        not null,
