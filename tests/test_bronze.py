@@ -39,7 +39,7 @@ def _envelope(i: int, hour_offset: int = 0, city: str = "nyc-jfk") -> bytes:
 
 
 def _manifest(settings: Settings) -> list[tuple]:
-    with db.connect(settings.postgres) as conn:
+    with db.connect(settings.postgres.admin) as conn:
         return conn.execute(
             f'select object_key, row_count, observed_hour from "{settings.postgres.ops_schema}".bronze_manifest '
             "order by object_key"
@@ -196,7 +196,7 @@ def test_drain_workers_exactly_once_under_repeated_sigkill(settings: Settings) -
     (>= 10 times) while its workers write a backlog: the workers die with it, never writing behind the restarted
     sink, and every message ends up in bronze exactly once."""
     crashy, env = _sink_env(settings, chunk_records=200, flush_records=50, workers=3)
-    total, bad_every = 6000, 101
+    total, bad_every = 15000, 101  # more than ten interrupted runs can write
     values = [b"garbage %d" % i if i % bad_every == 0 else _envelope(i, hour_offset=i % 7) for i in range(total)]
     publish_raw(settings, values)
     rng = random.Random(4321)
