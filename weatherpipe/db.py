@@ -21,13 +21,13 @@ from weatherpipe.settings import PostgresSettings, Settings
 _LOGIN_REFUSED = ("does not exist", "authentication failed", "no pg_hba.conf entry", "permission denied")
 
 
-@contextmanager
-def connect(
+def open_connection(
     pg: PostgresSettings, database: str | None = None, *, autocommit: bool = False
-) -> Iterator[psycopg.Connection]:
-    """A connection, or a ``ServiceUnavailable`` naming the server (never the password)."""
+) -> psycopg.Connection:
+    """A connection the caller closes, or a ``ServiceUnavailable``/``ConfigError`` naming the server (never the
+    password). Prefer ``connect``; this is for a connection kept across many short transactions."""
     try:
-        conn = psycopg.connect(pg.conninfo(database), autocommit=autocommit)
+        return psycopg.connect(pg.conninfo(database), autocommit=autocommit)
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         if any(sign in first for sign in _LOGIN_REFUSED):
@@ -39,14 +39,27 @@ def connect(
             f"PostgreSQL is not reachable at {pg.safe_url(database)}: {first}",
             hint="start it (`weatherpipe stack up`) or set WEATHERPIPE_POSTGRES__HOST/PORT",
         ) from None
+
+
+def lost(pg: PostgresSettings, exc: psycopg.OperationalError, database: str | None = None) -> ServiceUnavailable:
+    """The error for a connection lost mid-use: server stopped, backend terminated, timeouts."""
+    return ServiceUnavailable(
+        f"PostgreSQL at {pg.safe_url(database)} failed mid-transaction (rolled back): {_first_line(exc)}",
+        hint="a later run redoes the work",
+    )
+
+
+@contextmanager
+def connect(
+    pg: PostgresSettings, database: str | None = None, *, autocommit: bool = False
+) -> Iterator[psycopg.Connection]:
+    """A connection for one block (committed at its end), or a ``ServiceUnavailable`` naming the server."""
+    conn = open_connection(pg, database, autocommit=autocommit)
     try:
         with conn:
             yield conn
-    except psycopg.OperationalError as exc:  # lost mid-use: server stopped, backend terminated, timeouts
-        raise ServiceUnavailable(
-            f"PostgreSQL at {pg.safe_url(database)} failed mid-transaction (rolled back): {_first_line(exc)}",
-            hint="a later run redoes the work",
-        ) from None
+    except psycopg.OperationalError as exc:
+        raise lost(pg, exc, database) from None
     finally:
         conn.close()
 
