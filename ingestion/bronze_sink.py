@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import ctypes
-import ctypes.util
 import datetime as dt
 import gc
 import io
@@ -520,13 +519,14 @@ def _drain_in_workers(settings: Settings, run_id: str, workers: int) -> SinkOutc
     # client: it has opened no connection yet, so each child starts with an empty pool of its own.
     pa.array([0])
     store = ObjectStore(settings.s3)
+    prctl = _prctl()
     parent = os.getpid()
     procs = []
     for worker in range(workers):
         receiver, sender = ctx.Pipe(duplex=False)
         proc = ctx.Process(
             target=_worker_main,
-            args=(sender, parent, settings, run_id, worker, workers, store),
+            args=(sender, parent, prctl, settings, run_id, worker, workers, store),
             name=f"bronze-worker-{worker}",
             daemon=True,
         )
@@ -558,9 +558,16 @@ def _drain_in_workers(settings: Settings, run_id: str, workers: int) -> SinkOutc
 
 
 def _worker_main(
-    sender: Connection, parent: int, settings: Settings, run_id: str, worker: int, workers: int, store: ObjectStore
+    sender: Connection,
+    parent: int,
+    prctl: Any,
+    settings: Settings,
+    run_id: str,
+    worker: int,
+    workers: int,
+    store: ObjectStore,
 ) -> None:
-    _die_with(parent)
+    _die_with(parent, prctl)
     # what the parent built stays put: the collector never walks it (and never dirties its copy-on-write pages),
     # and collects rarely among the sink's many short-lived, acyclic objects
     gc.freeze()
@@ -580,13 +587,19 @@ def _worker_main(
         os._exit(0)  # no atexit/finalisers: the parent's inherited connections are not ours to close
 
 
-def _die_with(parent: int) -> None:
-    """SIGKILL this process when its parent dies (Linux); exit at once if it already has."""
+def _prctl() -> Any:
+    """libc's prctl, resolved in the parent: ``ctypes.util.find_library`` runs ldconfig in a subprocess, a fork of a
+    large process per worker. The running program's own symbols include libc's on Linux."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        return ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
-        pass
+        return None
+
+
+def _die_with(parent: int, prctl: Any) -> None:
+    """SIGKILL this process when its parent dies (Linux); exit at once if it already has."""
+    if prctl is not None:
+        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     if os.getppid() != parent:
         os._exit(1)
 
