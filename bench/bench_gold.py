@@ -25,7 +25,7 @@ NEW_HOURS = ["2025-01-01 00:00+00", "2025-01-01 01:00+00", "2025-01-01 02:00+00"
 
 def _rows(settings: Settings, start: str, hours: int) -> None:
     s = sql.Identifier(settings.postgres.staging_schema)
-    with db.connect(settings.postgres.admin) as conn:
+    with db.connect(settings.postgres) as conn:
         conn.execute(
             sql.SQL(
                 """insert into {s}.weather_observations (city_id, observed_at, temperature_c, pressure_hpa,
@@ -47,7 +47,7 @@ def _prepare(settings: Settings) -> None:
     silver_job.ensure_staging(settings)
     from ingestion.cities import load_cities
 
-    with db.connect(settings.postgres.admin) as conn, conn.cursor() as cur:
+    with db.connect(settings.postgres) as conn, conn.cursor() as cur:
         cur.executemany(
             sql.SQL(
                 "insert into {}.cities (city_id, city_name, country, latitude, longitude, timezone) "

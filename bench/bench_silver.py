@@ -57,7 +57,7 @@ def run() -> list[BenchRow]:
         )
 
         schema = settings.postgres.staging_schema
-        with db.connect(settings.postgres.admin) as conn:
+        with db.connect(settings.postgres) as conn:
             cur = conn.execute(
                 sql.SQL("select {} from {}").format(
                     sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), sql.Identifier(schema, "weather_observations")
@@ -70,7 +70,7 @@ def run() -> list[BenchRow]:
         payload = buf.getvalue()
 
         def fresh(name: str) -> None:
-            with db.connect(settings.postgres.admin) as conn:
+            with db.connect(settings.postgres) as conn:
                 conn.execute(
                     sql.SQL("create table {} (like {} including all)").format(
                         sql.Identifier(schema, name), sql.Identifier(schema, "weather_observations")
@@ -79,7 +79,7 @@ def run() -> list[BenchRow]:
 
         def raw_copy() -> None:
             with (
-                db.connect(settings.postgres.admin) as conn,
+                db.connect(settings.postgres) as conn,
                 conn.cursor() as cur,
                 cur.copy(
                     sql.SQL("copy {} ({}) from stdin (format csv)").format(
@@ -101,7 +101,7 @@ def run() -> list[BenchRow]:
 
         def ours() -> None:
             tables = copy_partitions(df, settings.postgres, schema, "weather_observations", "obs", "bench-run")
-            with db.connect(settings.postgres.admin) as conn:
+            with db.connect(settings.postgres) as conn:
                 conn.execute(sql.SQL("truncate {}").format(sql.Identifier(schema, "weather_observations")))
             silver_job.merge(settings, "bench-run", tables, [], [])
 

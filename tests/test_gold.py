@@ -173,6 +173,9 @@ def test_pipeline_roles_have_only_what_they_need(warehouse: Settings) -> None:
     gold.run(warehouse)
     pg = warehouse.postgres
     marts, stg, ops = warehouse.dbt.schema("marts"), f'"{pg.staging_schema}"', f'"{pg.ops_schema}"'
+    with db.connect(pg.admin) as conn:  # someone gave the loader more: setup takes it back
+        conn.execute(f'alter role "{pg.user}" createdb createrole')
+    db.provision(warehouse)
     with db.connect(pg.admin) as conn:
         owners = dict(
             conn.execute(

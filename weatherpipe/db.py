@@ -124,10 +124,15 @@ def provision(settings: Settings) -> None:
 
 def _ensure_login(conn: psycopg.Connection, role: str, password: SecretStr | None) -> None:
     ident = sql.Identifier(role)
-    if conn.execute("select 1 from pg_roles where rolname = %s", (role,)).fetchone():
-        conn.execute(sql.SQL("alter role {} " + _ROLE_ATTRS).format(ident))
-    else:
+    row = conn.execute(
+        "select rolcanlogin and not (rolsuper or rolcreatedb or rolcreaterole or rolinherit or rolreplication"
+        " or rolbypassrls) from pg_roles where rolname = %s",
+        (role,),
+    ).fetchone()
+    if row is None:
         conn.execute(sql.SQL("create role {} " + _ROLE_ATTRS).format(ident))
+    elif not row[0]:  # altering these attributes needs a superuser: only when a role has more than it should
+        conn.execute(sql.SQL("alter role {} " + _ROLE_ATTRS).format(ident))
     if password is not None and password.get_secret_value():
         verifier = scram_verifier(password.get_secret_value())
         conn.execute(sql.SQL("alter role {} password {}").format(ident, sql.Literal(verifier)))
