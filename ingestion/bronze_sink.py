@@ -276,12 +276,12 @@ class BronzeWriter:
                on conflict (object_key) do update set row_count = excluded.row_count, reasons = excluded.reasons,
                    written_at = excluded.written_at, run_id = excluded.run_id"""
         ).format(t=sql.Identifier(pg.ops_schema, "deadletter_manifest"))
+        topic, run = self.topic, self.run_id
         dead_rows = [
-            (w.key, self.topic, w.partition, w.start_offset, w.rows, json.dumps(w.reasons), written_at, self.run_id)
+            (w.key, topic, w.partition, w.start_offset, w.rows, json.dumps(w.reasons), written_at, run)
             for w in written
             if w.hour is None
         ]
-        topic, run = self.topic, self.run_id
         bronze_rows = [
             (w.key, topic, w.partition, w.start_offset, w.end_offset, w.rows, w.hour, w.etag, w.size, written_at, run)
             for w in written

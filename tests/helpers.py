@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
 
-from weatherpipe.settings import Settings
+from weatherpipe.settings import ROOT, Settings
 
 
 def consume_all(settings: Settings, expected: int | None = None, timeout_s: float = 20.0) -> list[tuple[bytes, bytes]]:
@@ -90,3 +94,19 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``weatherpipe ARGS`` in a subprocess from the project root, as a user runs it: the caller's environment
+    without its WEATHERPIPE_* settings, plus ``env``."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("WEATHERPIPE_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("weatherpipe")), *args],
+        env=full_env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

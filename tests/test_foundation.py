@@ -6,29 +6,16 @@ import datetime as dt
 import io
 import json
 import logging
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import run_cli
 from weatherpipe import audit, db
 from weatherpipe.errors import ConfigError, PipelineError, TransientError
 from weatherpipe.log import REDACT, JsonFormatter, RedactingFilter, configure_logging, log_context
 from weatherpipe.results import StageResult, new_run_id, timed
 from weatherpipe.settings import Settings, load_settings
-
-CLI = [sys.executable, "-m", "weatherpipe.cli"]
-
-
-def _cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    import os
-
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("WEATHERPIPE_")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [*CLI, *args], check=False, capture_output=True, text=True, env=full_env, cwd=cwd, timeout=120
-    )
 
 
 # -- settings -------------------------------------------------------------------------------------------------
@@ -82,7 +69,7 @@ def test_unknown_key_in_yaml_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_pat
 
 
 def test_cli_bad_config_is_one_line_not_a_traceback() -> None:
-    out = _cli("config", "show", env={"WEATHERPIPE_POSTGRES__PORT": "not-a-port"})
+    out = run_cli("config", "show", env={"WEATHERPIPE_POSTGRES__PORT": "not-a-port"})
     assert out.returncode == ConfigError.exit_code
     assert "Traceback" not in out.stderr
     lines = [line for line in out.stderr.splitlines() if line.strip()]
@@ -90,7 +77,7 @@ def test_cli_bad_config_is_one_line_not_a_traceback() -> None:
 
 
 def test_cli_unknown_login_is_one_line_naming_the_fix(local_stack: Settings) -> None:
-    out = _cli("status", env={"WEATHERPIPE_POSTGRES__USER": "wp_no_such_role"})
+    out = run_cli("status", env={"WEATHERPIPE_POSTGRES__USER": "wp_no_such_role"})
     assert out.returncode == ConfigError.exit_code, out.stdout + out.stderr
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
@@ -105,7 +92,7 @@ def test_cli_config_show_redacts_every_secret() -> None:
         "WEATHERPIPE_POSTGRES__TRANSFORMER_PASSWORD": "pg-canary-3333",
         "WEATHERPIPE_POSTGRES__ADMIN_PASSWORD": "pg-canary-4444",
     }
-    out = _cli("config", "show", env=env)
+    out = run_cli("config", "show", env=env)
     assert out.returncode == 0, out.stderr
     shown = json.loads(out.stdout)
     for canary in env.values():
@@ -123,7 +110,7 @@ def test_every_command_has_help() -> None:
     names = list(root.commands)  # type: ignore[attr-defined]
     assert {"stack", "config", "ingest", "bronze", "silver", "gold", "run", "status", "retention"} <= set(names)
     for name in names:
-        out = _cli(name, "--help")
+        out = run_cli(name, "--help")
         assert out.returncode == 0 and "Usage" in out.stdout, name
 
 

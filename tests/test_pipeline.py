@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, provision_env
+from tests.conftest import provision_env
+from tests.helpers import run_cli
 from weatherpipe import db
 from weatherpipe.settings import Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark]
-CLI = str(Path(sys.executable).with_name("weatherpipe"))
 
 
 @pytest.fixture
@@ -40,14 +37,8 @@ def isolated_env(local_stack: Settings):
 
 
 def test_run_then_status_reconciles(isolated_env: dict[str, str]) -> None:
-    run = subprocess.run(
-        [CLI, "run", "--start", "2013-02-11T00:00", "--end", "2013-02-11T12:00", "--no-docs"],
-        env=isolated_env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+    run = run_cli(
+        "run", "--start", "2013-02-11T00:00", "--end", "2013-02-11T12:00", "--no-docs", env=isolated_env, timeout=600
     )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     out = run.stdout
@@ -57,9 +48,7 @@ def test_run_then_status_reconciles(isolated_env: dict[str, str]) -> None:
     assert "result     RECONCILED" in out and "FAIL" not in out
     assert "[4/4] gold success" in run.stderr
 
-    status = subprocess.run(
-        [CLI, "status"], env=isolated_env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
-    )
+    status = run_cli("status", env=isolated_env)
     assert status.returncode == 0, status.stderr
     assert "  reconciled" in status.stdout and "hourly facts" in status.stdout
 
@@ -71,15 +60,7 @@ def test_bad_api_key_is_one_clear_line(isolated_env: dict[str, str]) -> None:
         "WEATHERPIPE_API__OPENWEATHER_BASE_URL": "http://127.0.0.1:9",
         "WEATHERPIPE_API__MAX_ATTEMPTS": "1",
     }
-    out = subprocess.run(
-        [CLI, "ingest", "--source", "openweather", "--cities", "paris"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    out = run_cli("ingest", "--source", "openweather", "--cities", "paris", env=env)
     assert out.returncode != 0
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in out.stderr

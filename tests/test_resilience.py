@@ -6,10 +6,8 @@ import collections
 import datetime as dt
 import errno
 import json
-import os
 import re
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,7 +22,7 @@ from spark_jobs import silver_job
 from spark_jobs.pg_writer import LOAD_PREFIX
 from tests.conftest import ROOT, derive
 from tests.corpus.build_corpus import build, load, value
-from tests.helpers import deadletters, free_port, publish_raw
+from tests.helpers import deadletters, free_port, publish_raw, run_cli
 from weatherpipe import db, gold, stack
 from weatherpipe.errors import ServiceUnavailable
 from weatherpipe.settings import Settings
@@ -402,21 +400,12 @@ def test_stack_up_on_a_full_state_folder_is_one_line(small_disk: Path) -> None:
     running that no pid file records."""
     _fill(small_disk)
     kafka_port = 20000 + free_port() % 20000
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WEATHERPIPE_")}
-    env |= {
+    env = {
         "WEATHERPIPE_STACK__STATE_DIR": str(small_disk / "state"),
         "WEATHERPIPE_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka_port}",
         "WEATHERPIPE_S3__ENDPOINT_URL": f"http://127.0.0.1:{kafka_port + 1}",
     }
-    out = subprocess.run(
-        [str(Path(sys.executable).with_name("weatherpipe")), "stack", "up"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    out = run_cli("stack", "up", env=env)
     lines = [line for line in out.stderr.splitlines() if line.strip() and '"level"' not in line]
     assert out.returncode == 1 and len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
     assert "cannot write the stack's state folder" in lines[0] and "No space left on device" in lines[0], lines

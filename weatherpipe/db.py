@@ -105,8 +105,11 @@ def provision(settings: Settings) -> None:
         ):
             if role != admin.user:
                 _ensure_login(conn, role, password)
-        conn.execute(sql.SQL("grant connect on database {} to {}, {}").format(database, loader, transformer))
-        conn.execute(sql.SQL("grant connect on database {} to {}").format(database, sql.Identifier(pg.bi_role)))
+        conn.execute(
+            sql.SQL("grant connect on database {} to {}, {}, {}").format(
+                database, loader, transformer, sql.Identifier(pg.bi_role)
+            )
+        )
         conn.execute(sql.SQL("grant create on database {} to {}").format(database, transformer))
         for schema in (pg.ops_schema, pg.staging_schema):
             _own_schema(conn, schema, pg.user)
@@ -139,7 +142,7 @@ def _ensure_login(conn: psycopg.Connection, role: str, password: SecretStr | Non
 
 
 def _own_schema(conn: psycopg.Connection, schema: str, owner: str, *, create: bool = True) -> None:
-    """Create ``schema`` owned by ``owner``, or hand an existing one (and its relations) over to it."""
+    """Create ``schema`` owned by ``owner``, or hand an existing one (and its tables and views) over to it."""
     name, role = sql.Identifier(schema), sql.Identifier(owner)
     if create:
         conn.execute(sql.SQL("create schema if not exists {} authorization {}").format(name, role))
@@ -148,7 +151,7 @@ def _own_schema(conn: psycopg.Connection, schema: str, owner: str, *, create: bo
     conn.execute(sql.SQL("alter schema {} owner to {}").format(name, role))
     foreign = conn.execute(
         "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace "
-        "where n.nspname = %s and c.relkind in ('r', 'p', 'v', 'm', 'S') and pg_get_userbyid(c.relowner) <> %s",
+        "where n.nspname = %s and c.relkind in ('r', 'p', 'v', 'm') and pg_get_userbyid(c.relowner) <> %s",
         (schema, owner),
     ).fetchall()
     for (table,) in foreign:

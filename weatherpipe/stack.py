@@ -131,10 +131,14 @@ class Service:
         return ServiceStatus(self.name, "started", self.url, pid)
 
     def _spawn(self) -> int:
-        for sub in ("pids", "logs"):
-            (self.dir / sub).mkdir(parents=True, exist_ok=True)
         cmd = self.command()
-        with self.logfile.open("ab") as out:
+        try:
+            for sub in ("pids", "logs"):
+                (self.dir / sub).mkdir(parents=True, exist_ok=True)
+            out = self.logfile.open("ab")
+        except OSError as exc:
+            raise self._state_folder_error(exc) from None
+        with out:
             proc = subprocess.Popen(
                 cmd,
                 stdout=out,
@@ -146,12 +150,19 @@ class Service:
             )
         try:
             self.pidfile.write_text(str(proc.pid))
-        except OSError:  # a service nobody could find again must not outlive this call
+        except OSError as exc:  # a service nobody could find again must not outlive this call
             _terminate(proc.pid)
             proc.wait()
-            raise
+            raise self._state_folder_error(exc) from None
         log.info("started %s", self.name, extra={"pid": proc.pid, "url": self.url})
         return proc.pid
+
+    def _state_folder_error(self, exc: OSError) -> TerminalError:
+        """Full disk, read-only mount, no permission: one line naming the file and the cause."""
+        return TerminalError(
+            f"cannot write the stack's state folder ({exc.filename or self.dir}): {exc.strerror or exc}",
+            hint="free space there or point WEATHERPIPE_STACK__STATE_DIR at a writable folder",
+        )
 
     def env(self) -> dict[str, str]:
         return dict(os.environ)
@@ -376,14 +387,7 @@ def java_check() -> str:
 
 
 def up(settings: Settings) -> list[ServiceStatus]:
-    try:
-        statuses = [svc.up() for svc in services(settings)]
-    except OSError as exc:  # the state folder: full disk, read-only mount, no permission
-        where = exc.filename or settings.state_dir
-        raise TerminalError(
-            f"cannot write the stack's state folder ({where}): {exc.strerror or exc}",
-            hint="free space there or point WEATHERPIPE_STACK__STATE_DIR at a writable folder",
-        ) from None
+    statuses = [svc.up() for svc in services(settings)]
     statuses.append(ServiceStatus("spark", "local", settings.spark.master, detail=f"java {java_check()}"))
     return statuses
 
