@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from ingestion import bronze_sink, stage
-from ingestion.bronze_sink import Message, split_ranges
+from ingestion.bronze_sink import split_ranges
 from ingestion.envelope import Envelope
+from ingestion.kafka_records import Message
 from tests.conftest import ROOT, derive
 from tests.helpers import bronze_rows, deadletters, publish_raw
 from weatherpipe import db
