@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -94,6 +95,30 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def free_s3_port() -> int:
+    """An S3 port for a second SeaweedFS whose whole block of derived ports is free and below the kernel's
+    ephemeral range: a port in that range can be taken, between our check and weed's bind, by any outgoing
+    connection — weed's own among them — and weed mini then stops serving soon after it first answered."""
+    from weatherpipe.stack import S3Service
+
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        port = random.randrange(10_000, low - 10_100)
+        wanted = [port, *S3Service.derived_ports(port).values()]
+        if max(wanted) < low and all(_bindable(p) for p in wanted):
+            return port
+    raise RuntimeError("no free block of ports for a second SeaweedFS")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:

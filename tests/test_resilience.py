@@ -22,7 +22,7 @@ from spark_jobs import silver_job
 from spark_jobs.pg_writer import LOAD_PREFIX
 from tests.conftest import ROOT, derive
 from tests.corpus.build_corpus import build, load, value
-from tests.helpers import deadletters, free_port, publish_raw, run_cli
+from tests.helpers import deadletters, free_port, free_s3_port, publish_raw, run_cli
 from weatherpipe import db, gold, stack
 from weatherpipe.errors import ServiceUnavailable
 from weatherpipe.settings import Settings
@@ -370,7 +370,7 @@ def test_bronze_on_a_full_disk_then_freed(settings: Settings, small_disk: Path) 
     message exactly once."""
     other = derive(
         settings,
-        s3={"endpoint_url": f"http://127.0.0.1:{20000 + free_port() % 20000}"},
+        s3={"endpoint_url": f"http://127.0.0.1:{free_s3_port()}"},
         stack={"state_dir": small_disk / "stack"},
     )
     s3 = stack.S3Service(other)
@@ -419,7 +419,7 @@ def test_bronze_survives_s3_stopped_mid_write_and_restarted(settings: Settings, 
 
     other = derive(
         settings,
-        s3={"endpoint_url": f"http://127.0.0.1:{20000 + free_port() % 20000}"},
+        s3={"endpoint_url": f"http://127.0.0.1:{free_s3_port()}"},
         stack={"state_dir": tmp_path / "stack"},
     )
     s3 = stack.S3Service(other)

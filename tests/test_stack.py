@@ -12,7 +12,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from tests.conftest import derive
-from tests.helpers import free_port
+from tests.helpers import free_port, free_s3_port
 from weatherpipe import db, stack
 from weatherpipe.kafka import ensure_topic
 from weatherpipe.settings import Settings
@@ -104,7 +104,7 @@ def test_second_stack_with_private_postgres_up_and_down(local_stack: Settings, t
     """A whole second stack on other ports and its own state folder — including the private PostgreSQL
     path that a machine without a server takes — starts healthy and stops without leaving a process."""
     state = tmp_path / "stack"
-    s3_port = 20000 + free_port() % 20000
+    s3_port = free_s3_port()
     other = derive(
         local_stack,
         kafka={"bootstrap_servers": f"127.0.0.1:{free_port()}"},

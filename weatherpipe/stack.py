@@ -265,6 +265,16 @@ class S3Service(Service):
     def port(self) -> tuple[str, int]:
         return _host_port(self.settings.s3.endpoint_url, 8333)
 
+    @classmethod
+    def derived_ports(cls, port: int) -> dict[str, int]:
+        """The other ports ``weed mini`` listens on, as its flags, for an S3 port."""
+        ports = {flag: port + offset for flag, offset in cls._aux_offsets.items()}
+        for flag, offset in cls._aux_offsets.items():
+            if flag.endswith(".port") and not flag.startswith("webdav"):
+                ports[f"{flag}.grpc"] = port + offset + cls._grpc_offset
+        ports["s3.port.grpc"] = port + cls._grpc_offset
+        return ports
+
     @property
     def url(self) -> str:  # type: ignore[override]
         return self.settings.s3.endpoint_url
@@ -285,13 +295,7 @@ class S3Service(Service):
         config.write_text(json.dumps({"identities": [identity]}))
         config.chmod(0o600)
         host, port = self.port()
-        aux = [f"-{flag}={port + offset}" for flag, offset in self._aux_offsets.items()]
-        aux += [
-            f"-{flag}.grpc={port + offset + self._grpc_offset}"
-            for flag, offset in self._aux_offsets.items()
-            if flag.endswith(".port") and not flag.startswith("webdav")
-        ]
-        aux.append(f"-s3.port.grpc={port + self._grpc_offset}")
+        aux = [f"-{flag}={value}" for flag, value in self.derived_ports(port).items()]
         return [
             weed,
             "mini",
