@@ -119,3 +119,13 @@ def test_lean_consumer_reads_what_kafka_python_reads(settings: Settings) -> None
     from_middle = _consume(settings, True, middle, total - sum(middle.values()))
     assert from_middle == _consume(settings, False, middle, total - sum(middle.values()))
     assert min(o for p, o, *_ in from_middle if p == 0) == 37
+
+
+def test_an_unknown_kafka_python_keeps_the_standard_path(caplog: pytest.LogCaptureFixture) -> None:
+    class NotAKafkaPythonConsumer:
+        _fetcher = object()
+
+    consumer = NotAKafkaPythonConsumer()
+    assert lean_records(consumer) is False  # type: ignore[arg-type]
+    assert consumer._fetcher is not None and not hasattr(consumer._fetcher, "PartitionRecords")
+    assert "standard consumer path" in caplog.text
