@@ -399,11 +399,11 @@ def test_stack_up_on_a_full_state_folder_is_one_line(small_disk: Path) -> None:
     """`stack up` cannot write its state folder: one line naming the folder and the cause, and no service is left
     running that no pid file records."""
     _fill(small_disk)
-    kafka_port = 20000 + free_port() % 20000
+    kafka_port = free_port()
     env = {
         "WEATHERPIPE_STACK__STATE_DIR": str(small_disk / "state"),
         "WEATHERPIPE_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka_port}",
-        "WEATHERPIPE_S3__ENDPOINT_URL": f"http://127.0.0.1:{kafka_port + 1}",
+        "WEATHERPIPE_S3__ENDPOINT_URL": f"http://127.0.0.1:{free_s3_port()}",
     }
     out = run_cli("stack", "up", env=env)
     lines = [line for line in out.stderr.splitlines() if line.strip() and '"level"' not in line]
@@ -416,7 +416,6 @@ def test_stack_up_on_a_full_state_folder_is_one_line(small_disk: Path) -> None:
 def test_bronze_survives_s3_stopped_mid_write_and_restarted(settings: Settings, tmp_path: Path) -> None:
     """A second S3 store (its own SeaweedFS) is stopped while the sink's workers are writing: the stage fails with
     a clear transient error; once the store is back, the next drain leaves every message in bronze exactly once."""
-
     other = derive(
         settings,
         s3={"endpoint_url": f"http://127.0.0.1:{free_s3_port()}"},
