@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import types
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -120,3 +121,13 @@ def test_lean_consumer_reads_what_kafka_python_reads(settings: Settings) -> None
     from_middle = _consume(settings, True, middle, total - sum(middle.values()))
     assert from_middle == _consume(settings, False, middle, total - sum(middle.values()))
     assert min(o for p, o, *_ in from_middle[0] if p == 0) == 37
+
+
+def test_an_unknown_kafka_python_keeps_the_standard_path(caplog: pytest.LogCaptureFixture) -> None:
+    class NotAKafkaPythonConsumer:
+        _fetcher = types.SimpleNamespace()  # would accept a swapped parser: the assertion below can fail
+
+    consumer = NotAKafkaPythonConsumer()
+    assert lean_records(consumer) is False  # type: ignore[arg-type]
+    assert consumer._fetcher is not None and not hasattr(consumer._fetcher, "PartitionRecords")
+    assert "standard consumer path" in caplog.text
