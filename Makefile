@@ -11,7 +11,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 
-.PHONY: venv run test lint format stack-up stack-down status docs airflow bench lock manifest clean
+.PHONY: venv run test test-unit test-integration test-faults lint format stack-up stack-down status docs airflow bench lock manifest clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -39,8 +39,17 @@ run: stack-up manifest
 status: venv
 	$(BIN)/weatherpipe status
 
-test: stack-up manifest
-	$(BIN)/pytest $(PYTEST_ARGS)
+test: stack-up manifest  ## every layer on the real local stack, then the 15 slowest tests
+	$(BIN)/pytest --durations=15 $(PYTEST_ARGS)
+
+test-unit: venv  ## the unit layer: no service, no Spark, no subprocess (nothing is started)
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: stack-up manifest
+	$(BIN)/pytest tests/integration --durations=15 $(PYTEST_ARGS)
+
+test-faults: stack-up manifest  ## kills, outages, full disks
+	$(BIN)/pytest tests/faults --durations=15 $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

@@ -1,5 +1,9 @@
-"""Shared fixtures: the local stack (real services, started once per session and reused when running) and
-per-test isolation — each test gets its own Kafka topic, S3 prefix and Postgres schemas."""
+"""Shared fixtures and the test layers.
+
+Layers follow the folders: ``tests/unit`` (marker ``unit``: no service, no Spark, no subprocess — enforced there),
+``tests/integration`` (``integration``: the real local stack) and ``tests/faults`` (``fault``: kills, outages, full
+disks). ``slow`` marks tests of more than a few seconds. Services: the local stack, started once per session and
+reused when running; each test gets its own Kafka topic, S3 prefix and Postgres schemas."""
 
 from __future__ import annotations
 
@@ -19,26 +23,21 @@ os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 # The developer's own .env or API key must not leak into tests.
 os.environ.pop("OPENWEATHER_API_KEY", None)
 
+from tests.support import derive
 from weatherpipe import db, stack
 from weatherpipe.settings import Settings, load_settings
 
-ROOT = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+LAYERS = {"unit": "unit", "integration": "integration", "faults": "fault"}
 
 
-def derive(settings: Settings, **sections: dict[str, Any]) -> Settings:
-    """A copy of ``settings`` with some fields of some sections replaced."""
-    update = {}
-    for name, values in sections.items():
-        section = getattr(settings, name)
-        update[name] = type(section).model_validate({**section.model_dump(), **values})
-    return settings.model_copy(update=update)
-
-
-def provision_env(settings: Settings, env: dict[str, str]) -> None:
-    """Provision the ops and staging schemas that a subprocess configured by ``env`` will use."""
-    prefix = "WEATHERPIPE_POSTGRES__"
-    schemas = {k.removeprefix(prefix).lower(): v for k, v in env.items() if k.endswith("_SCHEMA") and prefix in k}
-    db.provision(derive(settings, postgres=schemas))
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with the layer its folder stands for."""
+    for item in items:
+        layer = Path(item.fspath).resolve().relative_to(TESTS).parts[0]
+        if layer not in LAYERS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in one of {sorted(LAYERS)}")
+        item.add_marker(LAYERS[layer])
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +75,7 @@ def settings(local_stack: Settings, uid: str) -> Iterator[Settings]:
 
 
 @pytest.fixture(scope="session")
-def spark(local_stack: Settings) -> Any:
+def spark(base_settings: Settings) -> Any:
     from spark_jobs.session import spark_session
 
-    return spark_session(local_stack, "weatherpipe-tests")
+    return spark_session(base_settings, "weatherpipe-tests")

@@ -1,21 +1,15 @@
-"""Silver end to end on the local stack: bronze objects -> Spark -> Postgres staging, exactly once."""
+"""Silver: bronze -> PostgreSQL staging through the real Spark job, exactly once."""
 
 from __future__ import annotations
 
 import datetime as dt
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from ingestion import bronze_sink, stage
 from spark_jobs import silver_job
-from tests.conftest import ROOT, derive
-from weatherpipe import db
+from tests.support import NYC, derive, ingest_twice_to_bronze, query
 from weatherpipe.errors import ExpectationFailed
 from weatherpipe.settings import Settings
 
@@ -23,18 +17,10 @@ pytestmark = pytest.mark.spark
 # 2013-02-12 08:00 UTC holds a real anomaly of the NOAA record: EWR wind speed 1048 mph.
 START = dt.datetime(2013, 2, 11, tzinfo=dt.UTC)
 END = dt.datetime(2013, 2, 14, tzinfo=dt.UTC)
-NYC = ["nyc-jfk", "nyc-lga", "nyc-ewr"]
-
-
-def q(settings: Settings, query: str, args: tuple = ()) -> list[tuple]:
-    with db.connect(settings.postgres.admin) as conn:
-        return conn.execute(
-            query.format(s=f'"{settings.postgres.staging_schema}"', o=f'"{settings.postgres.ops_schema}"'), args
-        ).fetchall()
 
 
 def table_hash(settings: Settings) -> str:
-    return q(
+    return query(
         settings,
         "select md5(string_agg(t::text, '|' order by city_id, observed_at)) from "
         "(select city_id, observed_at, temperature_c, wind_speed_ms, event_id, ingested_at "
@@ -44,11 +30,7 @@ def table_hash(settings: Settings) -> str:
 
 @pytest.fixture
 def bronze_twice(settings: Settings) -> int:
-    """The replay window ingested twice (a re-fetch: same event ids, later ingestion) and drained to bronze."""
-    first = stage.run(settings, source="replay", city_ids=NYC, start=START, end=END)
-    stage.run(settings, source="replay", city_ids=NYC, start=START, end=END)
-    assert bronze_sink.run(settings).rows_out == 2 * first.rows_out
-    return first.rows_out
+    return ingest_twice_to_bronze(settings, START, END)
 
 
 def test_bronze_to_staging_cleans_quarantines_and_deduplicates(settings: Settings, spark, bronze_twice: int) -> None:
@@ -65,23 +47,21 @@ def test_bronze_to_staging_cleans_quarantines_and_deduplicates(settings: Setting
         result.rows_in
         == d["inserted"] + d["updated"] + d["stale_vs_staging"] + d["duplicates_in_batch"] + result.rows_rejected
     )
-    assert q(settings, "select count(*), count(distinct (city_id, observed_at)) from {s}.weather_observations")[0] == (
-        n - 1,
-        n - 1,
-    )
-    quarantined = q(settings, "select city_id, failed_rules, payload from {s}.weather_quarantine")
+    counts = query(settings, "select count(*), count(distinct (city_id, observed_at)) from {s}.weather_observations")
+    assert counts == [(n - 1, n - 1)]
+    quarantined = query(settings, "select city_id, failed_rules, payload from {s}.weather_quarantine")
     assert {(c, tuple(r)) for c, r, _ in quarantined} == {("nyc-ewr", ("wind_speed_range",))}
     assert all('"wind_speed":"1048.36058"' in p for _, _, p in quarantined)
-    row = q(
+    row = query(
         settings,
         "select temperature_c, source, silver_run_id, bronze_object from {s}.weather_observations "
         "where city_id = 'nyc-jfk' and observed_at = '2013-02-11 06:00+00'",
     )[0]
     assert row[1:3] == ("replay", "silver-1") and row[3].endswith(".parquet")
-    assert q(settings, "select count(*) from {s}.cities")[0][0] == 21
-    assert q(settings, "select count(*) from {o}.bronze_manifest where silver_processed_at is null")[0][0] == 0
-    latest = q(settings, "select max(ingested_at) from {s}.weather_observations")[0][0]
-    assert q(settings, "select min(ingested_at) from {s}.weather_observations")[0][0] == latest  # later wins
+    assert query(settings, "select count(*) from {s}.cities")[0][0] == 21
+    assert query(settings, "select count(*) from {o}.bronze_manifest where silver_processed_at is null")[0][0] == 0
+    latest = query(settings, "select max(ingested_at) from {s}.weather_observations")[0][0]
+    assert query(settings, "select min(ingested_at) from {s}.weather_observations")[0][0] == latest  # later wins
 
 
 def test_identical_refetch_is_a_no_op_but_a_changed_value_updates(settings: Settings, spark, bronze_twice: int) -> None:
@@ -93,7 +73,7 @@ def test_identical_refetch_is_a_no_op_but_a_changed_value_updates(settings: Sett
     assert again.details["updated"] == 0 and again.details["stale_vs_staging"] == bronze_twice - 1
     assert table_hash(settings) == before
     from ingestion.envelope import Envelope
-    from tests.helpers import publish_raw
+    from tests.support import publish_raw
 
     corrected = Envelope.build(
         source="replay",
@@ -106,7 +86,7 @@ def test_identical_refetch_is_a_no_op_but_a_changed_value_updates(settings: Sett
     bronze_sink.run(settings)
     fixed = silver_job.run(settings, spark=spark)
     assert (fixed.details["inserted"], fixed.details["updated"]) == (0, 1)
-    assert q(
+    assert query(
         settings,
         "select temperature_c from {s}.weather_observations where city_id = 'nyc-jfk' and observed_at = %s",
         (START + dt.timedelta(hours=6),),
@@ -130,45 +110,6 @@ def test_fail_expectation_writes_nothing(settings: Settings, spark, bronze_twice
     strict = derive(settings, paths={"expectations_file": rules})
     with pytest.raises(ExpectationFailed, match="no_newark"):
         silver_job.run(strict, spark=spark, run_id="silver-fail")
-    assert q(settings, "select count(*) from {s}.weather_observations")[0][0] == 0
-    assert q(settings, "select count(*) from {o}.bronze_manifest where silver_processed_at is not null")[0][0] == 0
-    assert q(settings, "select status from {o}.pipeline_runs where run_id = 'silver-fail'") == [("failed",)]
-
-
-@pytest.mark.slow
-def test_killed_mid_write_leaves_target_untouched(settings: Settings, spark, bronze_twice: int) -> None:
-    env = {
-        **os.environ,
-        "WEATHERPIPE_KAFKA__TOPIC": settings.kafka.topic,
-        "WEATHERPIPE_POSTGRES__STAGING_SCHEMA": settings.postgres.staging_schema,
-        "WEATHERPIPE_POSTGRES__OPS_SCHEMA": settings.postgres.ops_schema,
-        "WEATHERPIPE_LOG_FORMAT": "json",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "spark_jobs.silver_job"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 240
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        if "writing load tables" in line or time.monotonic() > deadline:
-            break
-    time.sleep(0.5)  # let the tasks start COPYing
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert q(settings, "select count(*) from {s}.weather_observations")[0][0] == 0
-    assert q(settings, "select count(*) from {o}.bronze_manifest where silver_processed_at is not null")[0][0] == 0
-
-    result = silver_job.run(settings, spark=spark)  # sweeps the orphans, then completes
-    assert result.rows_out == bronze_twice - 1
-    leftovers = q(
-        settings,
-        "select count(*) from pg_tables where schemaname = %s and tablename like '\\_silver%%'",
-        (settings.postgres.staging_schema,),
-    )
-    assert leftovers[0][0] == 0
+    assert query(settings, "select count(*) from {s}.weather_observations")[0][0] == 0
+    assert query(settings, "select count(*) from {o}.bronze_manifest where silver_processed_at is not null")[0][0] == 0
+    assert query(settings, "select status from {o}.pipeline_runs where run_id = 'silver-fail'") == [("failed",)]

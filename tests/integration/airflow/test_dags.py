@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, provision_env
-from tests.helpers import free_port
+from tests.support import ROOT, free_port, provision_env
 from weatherpipe import db, gold
 from weatherpipe.airflow_local import airflow_env, prepare
 from weatherpipe.settings import Settings
@@ -114,7 +113,7 @@ def _marts_hash(settings_env: dict[str, str]) -> str:
 
 def test_dag_runs_end_to_end_and_a_rerun_changes_nothing(airflow_home) -> None:
     """dag.test() on the replay source: 2026-02-12 03:00-05:00 replays the same hours of 2013."""
-    script = ROOT / "tests" / "dag_runner.py"
+    script = ROOT / "tests" / "support" / "dag_runner.py"
     logical = "2026-02-12T05:00:00+00:00"
     for attempt in (1, 2):
         out = subprocess.run(

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.support import ROOT
 from weatherpipe.settings import load_settings
 
 COMPOSE = ROOT / "docker-compose.yml"

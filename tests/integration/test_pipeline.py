@@ -7,8 +7,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import provision_env
-from tests.helpers import run_cli
+from tests.support import provision_env, run_cli
 from weatherpipe import db
 from weatherpipe.settings import Settings
 

@@ -11,8 +11,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from tests.conftest import derive
-from tests.helpers import free_port, free_s3_port
+from tests.support import derive, free_port, free_s3_port, wait_for
 from weatherpipe import db, stack
 from weatherpipe.kafka import ensure_topic
 from weatherpipe.settings import Settings
@@ -121,8 +120,5 @@ def test_second_stack_with_private_postgres_up_and_down(local_stack: Settings, t
         assert _processes_using(state)
     finally:
         stack.down(other)
-    deadline = time.monotonic() + 15
-    while _processes_using(state) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert _processes_using(state) == []
+    wait_for(lambda: not _processes_using(state), what="every process of the second stack to exit")
     assert not db.ping(other.postgres)

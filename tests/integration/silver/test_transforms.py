@@ -19,7 +19,7 @@ from spark_jobs.transforms import (
     k_to_c,
     to_canonical,
 )
-from tests.fake_weather_api import open_meteo_archive, open_meteo_current, openweather_payload
+from tests.support.fake_weather_api import open_meteo_archive, open_meteo_current, openweather_payload
 
 pytestmark = pytest.mark.spark
 T = dt.datetime(2026, 11, 28, 12, tzinfo=dt.UTC)

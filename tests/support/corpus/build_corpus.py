@@ -1,6 +1,6 @@
 """Builds ``hostile_inputs.jsonl``: malformed and hostile Kafka messages, each labelled with where it must end up.
 
-    python -m tests.corpus.build_corpus     # rewrites the committed corpus (deterministic)
+    python -m tests.support.corpus.build_corpus     # rewrites the committed corpus (deterministic)
 
 expect: ``deadletter`` (not a valid envelope: bronze dead-letters it), ``quarantine`` (a valid envelope whose data
 breaks a Silver rule), ``clean`` (odd but valid), ``duplicate`` (the same event again: Silver deduplicates it).

@@ -14,10 +14,8 @@ from ingestion import stage
 from ingestion.budget import CallBudget
 from ingestion.cities import load_cities
 from ingestion.envelope import Envelope, event_id
-from ingestion.sources.base import RateLimiter
-from tests.conftest import derive
-from tests.fake_weather_api import OM_400, OW_404, OW_429, FakeWeatherApi, Reply
-from tests.helpers import consume_all
+from tests.support import consume_all, derive
+from tests.support.fake_weather_api import OM_400, OW_404, OW_429, FakeWeatherApi, Reply
 from weatherpipe import db
 from weatherpipe.errors import BudgetExceeded, ConfigError, ServiceUnavailable, SourceAuthError, SourceError
 from weatherpipe.log import JsonFormatter, RedactingFilter
@@ -248,14 +246,6 @@ def test_canary_key_never_reaches_logs_errors_or_messages(
     assert CANARY not in json.dumps(result.to_dict(), default=str)
     assert CANARY not in captured_logs.getvalue()
     assert "retrying" in captured_logs.getvalue()  # the retry path did log
-
-
-def test_rate_limiter_spaces_calls() -> None:
-    limiter = RateLimiter(calls=3, period=0.5)
-    t0 = time.monotonic()
-    for _ in range(7):
-        limiter.acquire()
-    assert time.monotonic() - t0 >= 1.0  # calls 4-6 wait one window, call 7 a second one
 
 
 def test_budget_refuses_to_overspend_before_calling(api_settings: Settings, fake: FakeWeatherApi) -> None:

@@ -14,13 +14,12 @@ import yaml
 
 from ingestion import bronze_sink, stage
 from spark_jobs import silver_job
-from tests.conftest import ROOT, derive
+from tests.support import NYC, ROOT, derive, marts_hash, query
 from weatherpipe import db, gold
 from weatherpipe.errors import StageFailed
 from weatherpipe.settings import Settings
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
-NYC = ["nyc-jfk", "nyc-lga", "nyc-ewr"]
 DAY = dt.timedelta(days=1)
 START = dt.datetime(2013, 2, 11, tzinfo=dt.UTC)
 
@@ -29,20 +28,6 @@ def load(settings: Settings, spark, start: dt.datetime, end: dt.datetime) -> Non
     stage.run(settings, source="replay", city_ids=NYC, start=start, end=end)
     bronze_sink.run(settings)
     silver_job.run(settings, spark=spark)
-
-
-def q(settings: Settings, query: str) -> list[tuple]:
-    with db.connect(settings.postgres.admin) as conn:
-        return conn.execute(
-            query.format(m=f'"{settings.dbt.schema("marts")}"', s=f'"{settings.postgres.staging_schema}"')
-        ).fetchall()
-
-
-def marts_hash(settings: Settings) -> tuple:
-    return tuple(
-        q(settings, f"select md5(string_agg(t::text, '|' order by t::text)) from {{m}}.{table} t")[0][0]
-        for table in ("fct_weather_observations", "gold_weather_aggregates", "agg_weather_monthly")
-    )
 
 
 @pytest.fixture(scope="module")
@@ -69,11 +54,11 @@ def test_build_passes_and_marts_are_consistent(warehouse: Settings) -> None:
     assert not any(k.endswith((":error", ":fail")) for k in nodes), nodes
     assert nodes.get("snapshot:success") == 1 and nodes.get("model:success", 0) >= 9
     assert nodes.get("test:pass", 0) >= 40
-    silver_rows = q(warehouse, "select count(*) from {s}.weather_observations")[0][0]
+    silver_rows = query(warehouse, "select count(*) from {s}.weather_observations")[0][0]
     assert result.rows_in == silver_rows and result.rows_out == silver_rows  # replay is exactly hourly
-    days = q(warehouse, "select count(*), sum(observation_count) from {m}.gold_weather_aggregates")[0]
+    days = query(warehouse, "select count(*), sum(observation_count) from {m}.gold_weather_aggregates")[0]
     assert days[1] == silver_rows and days[0] >= 9  # 3 cities x 3+ local days
-    sample = q(
+    sample = query(
         warehouse,
         "select city_name, dominant_condition, observation_count from {m}.gold_weather_aggregates "
         "where city_id = 'nyc-jfk' and local_date = '2013-02-12'",
@@ -84,10 +69,10 @@ def test_build_passes_and_marts_are_consistent(warehouse: Settings) -> None:
 def test_incremental_adds_only_new_rows_and_equals_full_refresh(warehouse: Settings, spark) -> None:
     no_lookback = derive(warehouse, dbt={"lookback_hours": 0})  # everything here was loaded minutes ago
     gold.run(no_lookback)
-    before = dict(q(warehouse, "select observation_id, xmin::text from {m}.fct_weather_observations"))
+    before = dict(query(warehouse, "select observation_id, xmin::text from {m}.fct_weather_observations"))
     load(warehouse, spark, START + 3 * DAY, START + 4 * DAY)
     gold.run(no_lookback)
-    after = dict(q(warehouse, "select observation_id, xmin::text from {m}.fct_weather_observations"))
+    after = dict(query(warehouse, "select observation_id, xmin::text from {m}.fct_weather_observations"))
     new = set(after) - set(before)
     assert 60 <= len(new) <= 72  # one more day of 3 stations (less the record's gaps)
     assert [k for k in before if after[k] != before[k]] == []  # old facts were not rewritten
@@ -100,7 +85,7 @@ def test_tests_check_recent_loads_and_full_tests_check_every_row(warehouse: Sett
     """An old fact gone bad (loaded long ago, outside the test window) passes the hourly build's windowed tests and
     fails the audit; a full refresh rebuilds it from Silver and tests everything."""
     gold.run(warehouse)
-    city, hour = q(warehouse, "select city_id, observed_at from {m}.fct_weather_observations order by 2 limit 1")[0]
+    city, hour = query(warehouse, "select city_id, observed_at from {m}.fct_weather_observations order by 2 limit 1")[0]
     # loaded a month ago (so no incremental run revisits it), then bad
     with db.connect(warehouse.postgres.admin) as conn:
         conn.execute(
@@ -119,7 +104,7 @@ def test_tests_check_recent_loads_and_full_tests_check_every_row(warehouse: Sett
         gold.run(warehouse, full_tests=True)
     result = gold.run(warehouse, full_refresh=True)
     assert result.status == "success" and result.details["nodes"].get("test:pass", 0) >= 40
-    assert q(warehouse, "select max(humidity_pct) from {m}.fct_weather_observations")[0][0] <= 100
+    assert query(warehouse, "select max(humidity_pct) from {m}.fct_weather_observations")[0][0] <= 100
 
 
 def test_snapshot_closes_a_changed_city(warehouse: Settings, spark, tmp_path: Path) -> None:
@@ -133,13 +118,15 @@ def test_snapshot_closes_a_changed_city(warehouse: Settings, spark, tmp_path: Pa
     renamed = derive(warehouse, paths={"cities_file": changed})
     load(renamed, spark, START + 4 * DAY, START + 5 * DAY)
     gold.run(renamed)
-    versions = q(
+    versions = query(
         warehouse,
         "select city_name, is_current, valid_to < '9999-01-01' from {m}.dim_city "
         "where city_id = 'nyc-jfk' order by version_number",
     )
     assert versions == [("New York JFK", False, True), ("New York John F. Kennedy", True, False)]
-    current_name = q(warehouse, "select distinct city_name from {m}.gold_weather_aggregates where city_id = 'nyc-jfk'")
+    current_name = query(
+        warehouse, "select distinct city_name from {m}.gold_weather_aggregates where city_id = 'nyc-jfk'"
+    )
     assert current_name == [("New York John F. Kennedy",)]
 
 

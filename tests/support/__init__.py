@@ -1,0 +1,309 @@
+"""The one module of shared test helpers: isolated settings, reading back what the pipeline wrote through the
+real services, publishing raw input, free ports, running the CLI as a user does, and waiting on conditions.
+
+Test files import from here (never from one another)."""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+
+from weatherpipe import db
+from weatherpipe.settings import ROOT, Settings
+
+NYC = ["nyc-jfk", "nyc-lga", "nyc-ewr"]
+
+
+def derive(settings: Settings, **sections: dict[str, Any]) -> Settings:
+    """A copy of ``settings`` with some fields of some sections replaced."""
+    update = {}
+    for name, values in sections.items():
+        section = getattr(settings, name)
+        update[name] = type(section).model_validate({**section.model_dump(), **values})
+    return settings.model_copy(update=update)
+
+
+def provision_env(settings: Settings, env: dict[str, str]) -> None:
+    """Provision the ops and staging schemas that a subprocess configured by ``env`` will use."""
+    prefix = "WEATHERPIPE_POSTGRES__"
+    schemas = {k.removeprefix(prefix).lower(): v for k, v in env.items() if k.endswith("_SCHEMA") and prefix in k}
+    db.provision(derive(settings, postgres=schemas))
+
+
+def consume_all(settings: Settings, expected: int | None = None, timeout_s: float = 20.0) -> list[tuple[bytes, bytes]]:
+    """Every (key, value) on the test topic, read without a consumer group."""
+    k = settings.kafka
+    consumer = KafkaConsumer(
+        bootstrap_servers=k.bootstrap_servers, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    consumer.assign([TopicPartition(k.topic, p) for p in range(k.partitions)])
+    out: list[tuple[bytes, bytes]] = []
+    deadline = time.monotonic() + timeout_s
+    idle = 0
+    while time.monotonic() < deadline:
+        batch = consumer.poll(timeout_ms=300)
+        got = [(r.key, r.value) for records in batch.values() for r in records]
+        out.extend(got)
+        if expected is not None and len(out) >= expected:
+            idle += 1 if not got else 0
+            if idle >= 2:
+                break
+        elif expected is None and not got:
+            idle += 1
+            if idle >= 4:
+                break
+        else:
+            idle = 0
+    consumer.close()
+    return out
+
+
+def publish_raw(settings: Settings, values: list[bytes | None], keys: list[bytes] | None = None) -> None:
+    """Put raw bytes on the test topic (for hostile input), waiting for every acknowledgement."""
+    from kafka import KafkaProducer
+
+    from weatherpipe.kafka import ensure_topic
+
+    ensure_topic(settings.kafka)
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all")
+    futures = [
+        producer.send(settings.kafka.topic, key=(keys[i] if keys else b"k"), value=v) for i, v in enumerate(values)
+    ]
+    producer.flush()
+    for f in futures:
+        f.get(timeout=10)
+    producer.close()
+
+
+def bronze_rows(settings: Settings) -> list[dict]:
+    """Every row of every bronze Parquet object under the test's prefix (read through S3)."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from weatherpipe.storage import ObjectStore
+
+    store = ObjectStore(settings.s3)
+    rows: list[dict] = []
+    for obj in store.list(settings.s3.bronze_prefix + "/"):
+        table = pq.read_table(io.BytesIO(store.get(obj.key)))
+        for row in table.to_pylist():
+            row["_key"] = obj.key
+            rows.append(row)
+    return rows
+
+
+def deadletters(settings: Settings) -> list[dict]:
+    import json
+
+    from weatherpipe.storage import ObjectStore
+
+    store = ObjectStore(settings.s3)
+    out: list[dict] = []
+    for obj in store.list(settings.s3.deadletter_prefix + "/"):
+        out.extend(json.loads(line) for line in store.get(obj.key).decode().splitlines() if line)
+    return out
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (for a second stack's services)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def free_s3_port() -> int:
+    """An S3 port for a second SeaweedFS whose whole block of derived ports is free and below the kernel's
+    ephemeral range: a port in that range can be taken, between our check and weed's bind, by any outgoing
+    connection — weed's own among them — and weed mini then stops serving soon after it first answered."""
+    from weatherpipe.stack import S3Service
+
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        port = random.randrange(10_000, low - 10_100)
+        wanted = [port, *S3Service.derived_ports(port).values()]
+        if max(wanted) < low and all(_bindable(p) for p in wanted):
+            return port
+    raise RuntimeError("no free block of ports for a second SeaweedFS")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``weatherpipe ARGS`` in a subprocess from the project root, as a user runs it: the caller's environment
+    without its WEATHERPIPE_* settings, plus ``env``."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("WEATHERPIPE_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("weatherpipe")), *args],
+        env=full_env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def wait_for(condition: Callable[[], Any], *, what: str, hang_guard_s: float = 300.0, every_s: float = 0.05) -> Any:
+    """Poll ``condition`` until it returns something truthy, and return that. ``hang_guard_s`` is no speed
+    expectation: it only turns a hang into a failure that says what never happened."""
+    deadline = time.monotonic() + hang_guard_s
+    while True:
+        got = condition()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        time.sleep(every_s)
+
+
+def in_thread(fn: Callable[[], Any]) -> tuple[Any, dict[str, Any]]:
+    """Run ``fn`` in a thread; its result or exception lands in the returned dict."""
+    import threading
+
+    out: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            out["result"] = fn()
+        except BaseException as exc:  # handed to the test
+            out["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    return thread, out
+
+
+def envelope_bytes(i: int, hour_offset: int = 0, city: str = "nyc-jfk") -> bytes:
+    """A valid envelope (unique per ``i``) with an awkward payload, observed ``hour_offset`` hours after 2013-03-01."""
+    import datetime as dt
+
+    from ingestion.envelope import Envelope
+
+    observed = dt.datetime(2013, 3, 1, tzinfo=dt.UTC) + dt.timedelta(hours=hour_offset, minutes=i % 60)
+    return Envelope.build(
+        source="replay",
+        city_id=f"{city}-{i}",
+        observed_at=observed,
+        run_id="t",
+        payload={"i": i, "name": "ünïcode 'x'; drop table"},
+    ).to_bytes()
+
+
+def publish_hours(settings: Settings, total: int) -> None:
+    """``total`` valid envelopes, three cities per event hour."""
+    import datetime as dt
+
+    from ingestion.envelope import Envelope
+
+    when = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    publish_raw(
+        settings,
+        [
+            Envelope.build(
+                source="replay",
+                city_id=f"c{i % 3}",
+                observed_at=when + dt.timedelta(hours=i // 3),
+                run_id="t",
+                payload={"i": i},
+            ).to_bytes()
+            for i in range(total)
+        ],
+    )
+
+
+def manifest_rows(settings: Settings) -> list[tuple]:
+    """(object_key, row_count, observed_hour) of every bronze object the manifest records."""
+    with db.connect(settings.postgres.admin) as conn:
+        return conn.execute(
+            f'select object_key, row_count, observed_hour from "{settings.postgres.ops_schema}".bronze_manifest '
+            "order by object_key"
+        ).fetchall()
+
+
+def manifest_total(settings: Settings) -> int:
+    """Rows the bronze manifest records (0 before the sink created it)."""
+    with db.connect(settings.postgres.admin, autocommit=True) as conn:
+        found = conn.execute("select to_regclass(%s)", (f'"{settings.postgres.ops_schema}".bronze_manifest',))
+        if found.fetchone()[0] is None:
+            return 0
+        total = conn.execute(f'select sum(row_count) from "{settings.postgres.ops_schema}".bronze_manifest')
+        return int(total.fetchone()[0] or 0)
+
+
+def assert_bronze_exactly(settings: Settings, total: int) -> None:
+    """``total`` rows in bronze, each event once, and the manifest agrees."""
+    rows = bronze_rows(settings)
+    assert len(rows) == total and len({r["event_id"] for r in rows}) == total
+    assert manifest_total(settings) == total
+
+
+def query(settings: Settings, sql: str, args: tuple = ()) -> list[tuple]:
+    """Run ``sql`` as the admin; ``{s}``, ``{o}`` and ``{m}`` name the test's staging, ops and marts schemas."""
+    with db.connect(settings.postgres.admin) as conn:
+        return conn.execute(
+            sql.format(
+                s=f'"{settings.postgres.staging_schema}"',
+                o=f'"{settings.postgres.ops_schema}"',
+                m=f'"{settings.dbt.schema("marts")}"',
+            ),
+            args,
+        ).fetchall()
+
+
+def marts_hash(settings: Settings) -> tuple:
+    """A fingerprint of the three growing marts."""
+    return tuple(
+        query(settings, f"select md5(string_agg(t::text, '|' order by t::text)) from {{m}}.{table} t")[0][0]
+        for table in ("fct_weather_observations", "gold_weather_aggregates", "agg_weather_monthly")
+    )
+
+
+def ingest_twice_to_bronze(settings: Settings, start: Any, end: Any) -> int:
+    """The replay window ingested twice (a re-fetch: same event ids, later ingestion) and drained to bronze;
+    returns the rows of one ingest."""
+    from ingestion import bronze_sink, stage
+
+    first = stage.run(settings, source="replay", city_ids=NYC, start=start, end=end)
+    stage.run(settings, source="replay", city_ids=NYC, start=start, end=end)
+    assert bronze_sink.run(settings).rows_out == 2 * first.rows_out
+    return first.rows_out
+
+
+# Kafka records of every awkward shape: keys, null keys, tombstones, empty values, headers, multi-byte varints.
+SAMPLE_RECORDS: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]]]] = [
+    (b"station-1", b'{"a": 1}', []),
+    (None, b"x" * 300, []),  # a value longer than one varint byte of length
+    (b"k", None, []),  # tombstone
+    (b"", b"", [("trace", b"abc"), ("empty", None)]),  # headers are skipped, not returned
+    (b"\xff\x00", "é€😀".encode(), [("h", b"1" * 200)]),
+]
+
+
+def blocked_by(settings: Settings, blocker: Any, like: str) -> int:
+    """How many backends wait on a lock held by the connection ``blocker``, running a query matching ``like``.
+    Read from its own autocommit connection: inside a transaction pg_stat_activity is a frozen snapshot."""
+    with db.connect(settings.postgres.admin, autocommit=True) as watch:
+        return int(
+            watch.execute(
+                "select count(*) from pg_stat_activity where %s = any(pg_blocking_pids(pid)) and query ilike %s",
+                (blocker.info.backend_pid, like),
+            ).fetchone()[0]
+        )
