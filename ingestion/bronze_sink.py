@@ -16,7 +16,6 @@ and exits; ``follow`` runs until stopped, flushing at each block boundary and ev
 
 from __future__ import annotations
 
-import base64
 import ctypes
 import datetime as dt
 import gc
@@ -51,7 +50,7 @@ from weatherpipe.errors import PipelineError, ServiceUnavailable, TransientError
 from weatherpipe.kafka import ensure_topic, unreachable
 from weatherpipe.results import StageResult, new_run_id, utcnow
 from weatherpipe.settings import Settings
-from weatherpipe.storage import ObjectStore
+from weatherpipe.storage import ObjectStore, text_or_base64
 
 log = logging.getLogger(__name__)
 
@@ -165,11 +164,7 @@ def _table(topic: str, rows: list[tuple[Record, Envelope]], written_at: dt.datet
 def _deadletter_body(topic: str, rows: list[tuple[Record, str]]) -> bytes:
     lines = []
     for msg, reason in rows:
-        value = msg.value or b""
-        try:
-            text, encoding = value.decode("utf-8"), "utf-8"
-        except UnicodeDecodeError:
-            text, encoding = base64.b64encode(value).decode(), "base64"
+        text, encoding = text_or_base64(msg.value or b"")
         lines.append(
             json.dumps(
                 {

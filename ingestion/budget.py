@@ -29,6 +29,19 @@ class CallBudget:
             ).fetchone()
         return int(row[0]) if row else 0
 
+    def ensure_room(self, calls: int) -> None:
+        """Refuse (``BudgetExceeded``) a run that cannot afford ``calls`` more this month; reserves nothing."""
+        used = self.used()
+        if used + calls > self.limit:
+            raise self._exceeded(calls, used)
+
+    def _exceeded(self, calls: int, used: int) -> BudgetExceeded:
+        return BudgetExceeded(
+            f"{self.provider}: {calls} calls would exceed the monthly budget of {self.limit} "
+            f"({used} already used in {self._month()})",
+            hint="raise WEATHERPIPE_API__MONTHLY_CALL_BUDGET or wait for next month",
+        )
+
     def reserve(self, calls: int) -> int:
         """Atomically add ``calls`` to this month's count, or refuse (nothing reserved) if it would overspend."""
         month = self._month()
@@ -47,9 +60,5 @@ class CallBudget:
                 (calls, self.provider, month, calls, self.limit),
             ).fetchone()
         if row is None:
-            raise BudgetExceeded(
-                f"{self.provider}: {calls} calls would exceed the monthly budget of {self.limit} "
-                f"({self.used()} already used in {month})",
-                hint="raise WEATHERPIPE_API__MONTHLY_CALL_BUDGET or wait for next month",
-            )
+            raise self._exceeded(calls, self.used())
         return int(row[0])

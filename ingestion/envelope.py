@@ -54,7 +54,10 @@ class Envelope(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         run_id: str,
         payload: dict[str, Any],
         ingested_at: dt.datetime | None = None,
+        raw_payload: bytes | None = None,
     ) -> Envelope:
+        """``raw_payload``, when given, is the provider's JSON object exactly as received and is carried byte for
+        byte (``payload`` is then only its parsed form); otherwise ``payload`` is encoded."""
         return cls(
             schema_version=SCHEMA_VERSION,
             event_id=event_id(source, city_id, observed_at),
@@ -63,7 +66,7 @@ class Envelope(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             observed_at=observed_at.astimezone(dt.UTC),
             ingested_at=(ingested_at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC),
             run_id=run_id,
-            payload=msgspec.Raw(_encoder.encode(payload)),
+            payload=msgspec.Raw(raw_payload if raw_payload is not None else _encoder.encode(payload)),
         )
 
     def to_bytes(self) -> bytes:

@@ -1,12 +1,21 @@
 """Ingest stage: fetch observations from a weather source and publish them to Kafka.
 
 ``run(settings, …) -> StageResult`` is what the CLI, the Airflow task and the tests call.
+
+Invariants:
+- every configured city ends in exactly one place: an observation published (``rows_out``), a failure with its
+  reason (``failed_cities``), or — when the provider proves unreachable — ``skipped_cities``;
+- a body the source rejected is kept, with its reason, as one line of the source dead letter
+  (``<deadletter_prefix>/source=<source>/date=<day>/<run_id>.jsonl``); nothing rejected disappears;
+- failure reasons are stored and printed with every configured secret redacted (a provider may echo the key);
+- an unreachable provider fails the stage with one line, after the observations already fetched are published.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 from collections.abc import Iterator
 
@@ -16,12 +25,14 @@ from ingestion.budget import CallBudget
 from ingestion.cities import load_cities
 from ingestion.envelope import SOURCES, Envelope
 from ingestion.producer import make_producer, publish
-from ingestion.sources.base import FetchFailure, FetchItem, Observation, WeatherSource
+from ingestion.sources.base import FetchFailure, FetchItem, Observation, ProviderUnreachable, WeatherSource
 from weatherpipe.audit import stage_scope
 from weatherpipe.errors import ConfigError, DeliveryError, SourceError
 from weatherpipe.kafka import ensure_topic
+from weatherpipe.log import Redactor
 from weatherpipe.results import StageResult, new_run_id, utcnow
 from weatherpipe.settings import Settings
+from weatherpipe.storage import ObjectStore, text_or_base64
 
 log = logging.getLogger(__name__)
 
@@ -81,28 +92,39 @@ def _ingest(
     result.details.update(source=source.name, cities=len(cities))
     ensure_topic(settings.kafka)
     producer = make_producer(settings.kafka)
+    redact = Redactor(settings.secrets())
     failures: dict[str, str] = {}
+    rejected: list[FetchFailure] = []
+    published: set[str] = set()
+    unreachable: ProviderUnreachable | None = None
     transient_failures = 0
     ingested_at = utcnow()
 
     def envelopes(items: Iterator[FetchItem]) -> Iterator[Envelope]:
-        nonlocal transient_failures
-        for item in items:
-            if isinstance(item, FetchFailure):
-                failures[item.city_id] = item.reason
-                transient_failures += item.transient
-                log.warning("city failed", extra={"city_id": item.city_id, "reason": item.reason})
-                continue
-            assert isinstance(item, Observation)
-            result.rows_in += 1
-            yield Envelope.build(
-                source=source.name,
-                city_id=item.city_id,
-                observed_at=item.observed_at,
-                run_id=result.run_id,
-                payload=item.payload,
-                ingested_at=ingested_at,
-            )
+        nonlocal transient_failures, unreachable
+        try:
+            for item in items:
+                if isinstance(item, FetchFailure):
+                    failures[item.city_id] = redact(item.reason)
+                    transient_failures += item.transient
+                    if item.body is not None:
+                        rejected.append(item)
+                    log.warning("city failed", extra={"city_id": item.city_id, "reason": failures[item.city_id]})
+                    continue
+                assert isinstance(item, Observation)
+                result.rows_in += 1
+                published.add(item.city_id)
+                yield Envelope.build(
+                    source=source.name,
+                    city_id=item.city_id,
+                    observed_at=item.observed_at,
+                    run_id=result.run_id,
+                    payload=item.payload,
+                    ingested_at=ingested_at,
+                    raw_payload=item.raw,
+                )
+        except ProviderUnreachable as exc:  # stop calling; what was fetched is still published
+            unreachable = exc
 
     items = source.fetch(cities, start, end)
     if progress:
@@ -116,13 +138,45 @@ def _ingest(
         with contextlib.suppress(KafkaError):  # closing with undelivered messages must not hide the real error
             producer.close(timeout=5)
         result.details["failed_cities"] = failures
+        if rejected:
+            result.objects.append(_keep_rejected(settings, source.name, result.run_id, rejected, redact))
+            result.details["source_deadletters"] = len(rejected)
     result.rows_out = delivery.delivered
     result.rows_rejected = len(failures)
     result.offsets = {str(p): span for p, span in sorted(delivery.offsets.items())}
+    if unreachable is not None:
+        skipped = [c.id for c in cities if c.id not in published and c.id not in failures]
+        result.details["skipped_cities"] = skipped
+        result.status = "failed"
+        raise ProviderUnreachable(f"{unreachable.message}; {len(skipped)} cities skipped", hint=unreachable.hint)
     if failures:
         result.status = "partial"
     if failures and result.rows_in == 0 and transient_failures == len(failures):
         raise SourceError(f"every city failed with a transient error (first: {next(iter(failures.values()))})")
+
+
+def _keep_rejected(
+    settings: Settings, source: str, run_id: str, rejected: list[FetchFailure], redact: Redactor
+) -> str:
+    """Write the bodies the source rejected, one JSON line each with the reason, to the source dead letter."""
+    now = utcnow()
+    lines = []
+    for failure in rejected:
+        text, encoding = text_or_base64(failure.body or b"")
+        record = {
+            "source": source,
+            "city_id": failure.city_id,
+            "run_id": run_id,
+            "received_at": now.isoformat(),
+            "reason": redact(failure.reason),
+            "transient": failure.transient,
+            "body_encoding": encoding,
+            "body": redact(text),
+        }
+        lines.append(json.dumps(record, ensure_ascii=False))
+    key = f"{settings.s3.deadletter_prefix}/source={source}/date={now:%Y-%m-%d}/{run_id}.jsonl"
+    ObjectStore(settings.s3).put(key, ("\n".join(lines) + "\n").encode(), "application/x-ndjson")
+    return key
 
 
 def _with_progress(items: Iterator[FetchItem]) -> Iterator[FetchItem]:

@@ -12,7 +12,7 @@ from psycopg import sql
 
 from weatherpipe.db import connect, ensure_warehouse
 from weatherpipe.errors import PipelineError
-from weatherpipe.log import log_context
+from weatherpipe.log import Redactor, log_context
 from weatherpipe.results import StageResult, timed
 from weatherpipe.settings import Settings
 
@@ -34,6 +34,7 @@ def record_result(settings: Settings, result: StageResult) -> None:
                finished_at = excluded.finished_at, duration_s = excluded.duration_s,
                details = excluded.details, error = excluded.error, recorded_at = now()"""
     ).format(t=sql.Identifier(pg.ops_schema, "pipeline_runs"))
+    redact = Redactor(settings.secrets())  # a provider's error text may echo a secret
     with connect(pg) as conn:
         conn.execute(
             query,
@@ -51,8 +52,8 @@ def record_result(settings: Settings, result: StageResult) -> None:
                 result.started_at,
                 result.finished_at,
                 result.duration_s,
-                json.dumps(result.details, default=str),
-                result.error,
+                redact(json.dumps(result.details, default=str)),
+                redact(result.error) if result.error else None,
             ),
         )
 

@@ -38,7 +38,7 @@ def _settings() -> Settings:
 
 
 def _echo_result(result: StageResult) -> None:
-    typer.echo(json.dumps(result.to_dict(), default=str, indent=2))
+    typer.echo(REDACT(json.dumps(result.to_dict(), default=str, indent=2)))
 
 
 DateOpt = Annotated[

@@ -37,13 +37,16 @@ class ApiSettings(_Section):
 
     openweather_base_url: str = "https://api.openweathermap.org"
     openweather_api_key: SecretStr | None = None
-    units: Literal["standard", "metric", "imperial"] = "standard"
     open_meteo_base_url: str = "https://api.open-meteo.com"
     open_meteo_archive_url: str = "https://archive-api.open-meteo.com"
     timeout_s: float = Field(10.0, gt=0)
     max_attempts: int = Field(5, ge=1, le=20)
     backoff_initial_s: float = Field(1.0, ge=0)
     backoff_max_s: float = Field(30.0, ge=0)
+    # a provider's Retry-After is honoured up to this wait; asked to wait longer, that call fails as transient
+    max_retry_after_s: float = Field(120.0, ge=0)
+    # after this many connection failures in a row (any city), the provider counts as unreachable: stop calling
+    circuit_breaker_failures: int = Field(3, ge=1)
     calls_per_minute: int = Field(60, ge=1)
     monthly_call_budget: int = Field(1_000_000, ge=0)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -118,3 +119,11 @@ def arrow_filesystem(s3: S3Settings) -> Any:
         connect_timeout=3,
         request_timeout=30,
     )
+
+
+def text_or_base64(value: bytes) -> tuple[str, str]:
+    """Bytes for a JSON dead-letter line: (text, "utf-8") when they decode, else (base64, "base64")."""
+    try:
+        return value.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return base64.b64encode(value).decode(), "base64"

@@ -1,4 +1,9 @@
-"""Open-Meteo (no key): current conditions for many cities in one call, and the archive for backfills."""
+"""Open-Meteo (no key): current conditions for many cities in one call, and the archive for backfills.
+
+A multi-location answer is a JSON list in request order; each city's payload is its element's bytes exactly as
+received. The provider has been seen to emit bodies that are not JSON (a bare ``nan``): such a batch is asked
+again one city per request, so only the city whose own answer is bad fails (its body kept in the dead letter).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,18 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
+import msgspec
+
 from ingestion.cities import City
-from ingestion.sources.base import CityFailed, FetchFailure, FetchItem, HttpClient, Observation
+from ingestion.sources.base import (
+    BadBody,
+    CityFailed,
+    FetchFailure,
+    FetchItem,
+    HttpClient,
+    Observation,
+    ProviderUnreachable,
+)
 from weatherpipe.errors import PipelineError
 from weatherpipe.settings import Settings
 
@@ -44,6 +59,13 @@ def _as_list(body: Any) -> list[dict[str, Any]]:
     return items
 
 
+def _raw_items(raw: bytes) -> list[bytes]:
+    """The bytes of each location's object, as received (one object, or a list of them)."""
+    if raw.lstrip()[:1] == b"[":
+        return [bytes(item) for item in msgspec.json.decode(raw, type=list[msgspec.Raw])]
+    return [raw]
+
+
 def _parse_time(value: Any, utc_offset_s: Any) -> dt.datetime:
     local = dt.datetime.fromisoformat(str(value))
     offset = dt.timedelta(seconds=int(utc_offset_s or 0))
@@ -64,34 +86,46 @@ class OpenMeteoSource:
     ) -> Iterator[FetchItem]:
         url = f"{self.api.open_meteo_base_url.rstrip('/')}/v1/forecast"
         for i in range(0, len(cities), BATCH):
-            batch = cities[i : i + BATCH]
-            params = {
-                "latitude": ",".join(f"{c.lat:g}" for c in batch),
-                "longitude": ",".join(f"{c.lon:g}" for c in batch),
-                "current": ",".join(CURRENT_VARIABLES),
-                "timezone": "GMT",
-            }
-            try:
-                status, body = self.http.get_json(url, params, f"{len(batch)} locations")
-                if status != 200:
-                    raise CityFailed(_error(status, body))
-                items = _as_list(body)
-                if len(items) != len(batch):
-                    raise CityFailed(f"Open-Meteo returned {len(items)} locations for {len(batch)} requested")
-            except PipelineError as exc:
-                yield from (FetchFailure(c.id, str(exc), exc.transient) for c in batch)
+            yield from self._batch(url, cities[i : i + BATCH])
+
+    def _batch(self, url: str, batch: list[City]) -> Iterator[FetchItem]:
+        params = {
+            "latitude": ",".join(f"{c.lat:g}" for c in batch),
+            "longitude": ",".join(f"{c.lon:g}" for c in batch),
+            "current": ",".join(CURRENT_VARIABLES),
+            "timezone": "GMT",
+        }
+        try:
+            answer = self.http.get_json(url, params, f"{len(batch)} locations")
+            if answer.status != 200:
+                raise CityFailed(_error(answer.status, answer.body))
+            items = _as_list(answer.body)
+            if len(items) != len(batch):
+                raise CityFailed(f"Open-Meteo returned {len(items)} locations for {len(batch)} requested")
+            raws = _raw_items(answer.raw)
+        except ProviderUnreachable:
+            raise
+        except BadBody as exc:
+            if len(batch) > 1:  # one bad token must not fail every city of the request: ask one by one
+                for city in batch:
+                    yield from self._batch(url, [city])
+                return
+            yield FetchFailure(batch[0].id, str(exc), exc.transient, exc.body)
+            return
+        except PipelineError as exc:
+            yield from (FetchFailure(c.id, str(exc), exc.transient) for c in batch)
+            return
+        for city, item, raw in zip(batch, items, raws, strict=True):
+            current = item.get("current")
+            if not isinstance(current, dict) or "time" not in current:
+                yield FetchFailure(city.id, "Open-Meteo payload has no current.time", False, raw)
                 continue
-            for city, item in zip(batch, items, strict=True):
-                current = item.get("current")
-                if not isinstance(current, dict) or "time" not in current:
-                    yield FetchFailure(city.id, "Open-Meteo payload has no current.time", False)
-                    continue
-                try:
-                    observed = _parse_time(current["time"], item.get("utc_offset_seconds"))
-                except (TypeError, ValueError):
-                    yield FetchFailure(city.id, f"Open-Meteo current.time is not a time: {current['time']!r}", False)
-                    continue
-                yield Observation(city.id, observed, item)
+            try:
+                observed = _parse_time(current["time"], item.get("utc_offset_seconds"))
+            except (TypeError, ValueError, OverflowError):
+                yield FetchFailure(city.id, f"Open-Meteo current.time is not a time: {current['time']!r}", False, raw)
+                continue
+            yield Observation(city.id, observed, item, raw)
 
 
 class OpenMeteoArchiveSource:
@@ -122,12 +156,17 @@ class OpenMeteoArchiveSource:
                 "timezone": "GMT",
             }
             try:
-                status, body = self.http.get_json(url, params, f"city {city.id}")
-                if status != 200:
-                    raise CityFailed(_error(status, body))
-                item = _as_list(body)[0]
+                answer = self.http.get_json(url, params, f"city {city.id}")
+                if answer.status != 200:
+                    raise CityFailed(_error(answer.status, answer.body))
+                item = _as_list(answer.body)[0]
                 hourly = item.get("hourly") or {}
                 times = hourly.get("time") or []
+            except ProviderUnreachable:
+                raise
+            except BadBody as exc:
+                yield FetchFailure(city.id, str(exc), exc.transient, exc.body)
+                continue
             except PipelineError as exc:
                 yield FetchFailure(city.id, str(exc), exc.transient)
                 continue
@@ -135,7 +174,7 @@ class OpenMeteoArchiveSource:
             for i, stamp in enumerate(times):
                 try:
                     observed = _parse_time(stamp, item.get("utc_offset_seconds"))
-                except (TypeError, ValueError):
+                except (TypeError, ValueError, OverflowError):
                     yield FetchFailure(city.id, f"Open-Meteo archive time is not a time: {stamp!r}", False)
                     continue
                 if not start <= observed < end:

@@ -190,6 +190,10 @@ class FakeWeatherApi:
     def queue(self, city_id: str, *replies: Reply) -> None:
         self.script.setdefault(city_id, []).extend(replies)
 
+    def openweather(self, city_id: str) -> dict[str, Any]:
+        """The normal answer for one city (to alter and queue as a scripted reply)."""
+        return openweather_payload(next(c for c in self.cities if c.id == city_id), self.now)
+
     def calls(self, path: str) -> int:
         return sum(1 for p, _ in self.requests if p == path)
 
