@@ -78,7 +78,7 @@ def test_bronze_survives_s3_stopped_mid_write_and_restarted(settings: Settings, 
             blocker.execute(f"lock table {manifest} in share mode")  # a worker's first record waits for it
             thread, out = in_thread(lambda: bronze_sink.run(other))
             wait_for(
-                lambda: blocked_by(other, blocker, f"%{manifest}%") or not thread.is_alive(),
+                lambda: blocked_by(other, blocker, "%bronze_manifest%") or not thread.is_alive(),
                 what="a bronze worker recording its first object",
             )
             assert thread.is_alive(), out
