@@ -155,9 +155,7 @@ def _ingest(
         raise SourceError(f"every city failed with a transient error (first: {next(iter(failures.values()))})")
 
 
-def _keep_rejected(
-    settings: Settings, source: str, run_id: str, rejected: list[FetchFailure], redact: Redactor
-) -> str:
+def _keep_rejected(settings: Settings, source: str, run_id: str, rejected: list[FetchFailure], redact: Redactor) -> str:
     """Write the bodies the source rejected, one JSON line each with the reason, to the source dead letter."""
     now = utcnow()
     lines = []

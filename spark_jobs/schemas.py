@@ -86,6 +86,7 @@ OPENWEATHER = StructType(
 
 _OM_VARS = [
     ("time", StringType()),
+    ("interval", IntegerType()),
     ("temperature_2m", DoubleType()),
     ("relative_humidity_2m", DoubleType()),
     ("apparent_temperature", DoubleType()),
@@ -148,6 +149,8 @@ MEASURES = [
     StructField("rain_1h_mm", DoubleType()),
     StructField("snow_1h_mm", DoubleType()),
     StructField("precipitation_1h_mm", DoubleType()),
+    StructField("precipitation_mm", DoubleType()),
+    StructField("precipitation_interval_s", IntegerType()),
     StructField("visibility_m", DoubleType()),
     StructField("weather_code", IntegerType()),
     StructField("weather_code_system", StringType()),

@@ -2,6 +2,13 @@
 
 Unit conversions are exact by definition: 1 mph = 0.44704 m/s, 1 in = 25.4 mm, 1 mile = 1609.344 m,
 1 km/h = 1/3.6 m/s, °C = K − 273.15 = (°F − 32) × 5/9, 1 mb = 1 hPa, 1 cm of snowfall = 10 mm.
+
+Precipitation is stored as measured: ``precipitation_mm`` over ``precipitation_interval_s`` seconds before the
+observation. The ``*_1h_mm`` columns hold one-hour amounts only — NULL where the provider measured over another
+interval (Open-Meteo's current conditions cover 15 minutes), never a 15-minute amount passed off as an hour's.
+
+``tz_offset_s`` is the city's UTC offset at the observation: the provider's where it reports the city's own
+(OpenWeather's ``timezone``), otherwise derived from the city's IANA zone (New York in January: −18000).
 """
 
 from __future__ import annotations
@@ -64,6 +71,9 @@ def parse_openweather(df: DataFrame) -> DataFrame:
     p = F.from_json("payload", schemas.OPENWEATHER).alias("p")
     d = df.withColumn("p", p)
     rain, snow = F.col("p.rain.`1h`"), F.col("p.snow.`1h`")
+    precipitation = F.when(rain.isNull() & snow.isNull(), F.lit(None)).otherwise(
+        F.coalesce(rain, F.lit(0.0)) + F.coalesce(snow, F.lit(0.0))
+    )
     first = F.element_at("p.weather", 1)
     return _canonical(
         d,
@@ -81,9 +91,9 @@ def parse_openweather(df: DataFrame) -> DataFrame:
             "rain_1h_mm": rain,
             "snow_1h_mm": snow,
             # absent rain/snow blocks mean "none in the last hour" only when the other one is reported
-            "precipitation_1h_mm": F.when(rain.isNull() & snow.isNull(), F.lit(None)).otherwise(
-                F.coalesce(rain, F.lit(0.0)) + F.coalesce(snow, F.lit(0.0))
-            ),
+            "precipitation_1h_mm": precipitation,
+            "precipitation_mm": precipitation,
+            "precipitation_interval_s": F.when(precipitation.isNotNull(), F.lit(3600)),
             "visibility_m": F.col("p.visibility"),
             "weather_code": first["id"],
             "weather_code_system": F.when(first.isNotNull(), F.lit("owm")),
@@ -132,6 +142,10 @@ def parse_open_meteo(df: DataFrame) -> DataFrame:
         F.col("v.snowfall") * F.lit(10.0)
     )
     code = F.col("v.weather_code")
+    # archive rows are hourly sums; current conditions cover `current.interval` seconds (900)
+    interval = F.when(is_archive, F.lit(3600)).otherwise(F.col("v.interval"))
+    hourly = interval == 3600
+    precipitation = _om_length_mm(F.col("v.precipitation"), F.col("u.precipitation"))
     return _canonical(
         d,
         {
@@ -143,9 +157,11 @@ def parse_open_meteo(df: DataFrame) -> DataFrame:
             "wind_gust_ms": _om_speed(F.col("v.wind_gusts_10m"), F.col("u.wind_gusts_10m")),
             "wind_deg": F.col("v.wind_direction_10m"),
             "clouds_pct": F.col("v.cloud_cover"),
-            "rain_1h_mm": _om_length_mm(F.col("v.rain"), F.col("u.rain")),
-            "snow_1h_mm": snow_mm,
-            "precipitation_1h_mm": _om_length_mm(F.col("v.precipitation"), F.col("u.precipitation")),
+            "rain_1h_mm": F.when(hourly, _om_length_mm(F.col("v.rain"), F.col("u.rain"))),
+            "snow_1h_mm": F.when(hourly, snow_mm),
+            "precipitation_1h_mm": F.when(hourly, precipitation),
+            "precipitation_mm": precipitation,
+            "precipitation_interval_s": F.when(precipitation.isNotNull(), interval),
             "visibility_m": F.when(F.col("u.visibility") == "ft", F.col("v.visibility") * F.lit(0.3048)).otherwise(
                 F.col("v.visibility")
             ),
@@ -153,7 +169,7 @@ def parse_open_meteo(df: DataFrame) -> DataFrame:
             "weather_code_system": F.when(code.isNotNull(), F.lit("wmo")),
             "weather_main": _wmo(code, 0),
             "weather_description": _wmo(code, 1),
-            "tz_offset_s": F.col("p.utc_offset_seconds"),
+            # asked with timezone=GMT: utc_offset_seconds describes the answer's clock, not the city
         },
         v.isNotNull() & F.col("v.time").isNotNull(),
     )
@@ -173,8 +189,9 @@ def parse_replay(df: DataFrame) -> DataFrame:
             "wind_gust_ms": _na_double(F.col("p.wind_gust")) * F.lit(MPH_TO_MS),
             "wind_deg": _na_double(F.col("p.wind_dir")),
             "precipitation_1h_mm": _na_double(F.col("p.precip")) * F.lit(INCH_TO_MM),
+            "precipitation_mm": _na_double(F.col("p.precip")) * F.lit(INCH_TO_MM),
+            "precipitation_interval_s": F.when(_na_double(F.col("p.precip")).isNotNull(), F.lit(3600)),
             "visibility_m": _na_double(F.col("p.visib")) * F.lit(MILE_TO_M),
-            "tz_offset_s": F.lit(0),
         },
         F.col("p").isNotNull() & F.col("p.time_hour").isNotNull(),
     )
@@ -200,8 +217,16 @@ def to_canonical(bronze: DataFrame) -> DataFrame:
 
 
 def attach_cities(df: DataFrame, cities: DataFrame) -> DataFrame:
-    """City attributes from the configured list (left join: an unknown city keeps NULL attributes)."""
-    return df.join(F.broadcast(cities), on="city_id", how="left")
+    """City attributes from the configured list (left join: an unknown city keeps NULL attributes), and the
+    city's UTC offset at the observation where the source did not report it."""
+    joined = df.join(F.broadcast(cities), on="city_id", how="left")
+    return joined.withColumn("tz_offset_s", F.coalesce(F.col("tz_offset_s"), utc_offset(F.col("timezone"))))
+
+
+def utc_offset(zone: Column, at: Column | None = None) -> Column:
+    """Seconds east of UTC of the IANA ``zone`` at the instant ``at`` (``observed_at``), DST included."""
+    at = F.col("observed_at") if at is None else at
+    return (F.unix_timestamp(F.from_utc_timestamp(at, zone)) - F.unix_timestamp(at)).cast("int")
 
 
 def deduplicate(df: DataFrame) -> DataFrame:

@@ -56,6 +56,9 @@ def dbt_env(settings: Settings) -> dict[str, str]:
         "DBT_PROJECT_DIR": str(project_dir(settings)),
         "DO_NOT_TRACK": "1",
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        # libpq sets every dbt session's TimeZone from PGTZ: date_trunc('hour', …), timestamptz casts and the
+        # snapshot's clock must not depend on the server's or the role's default zone
+        "PGTZ": "UTC",
     }
     return env
 

@@ -172,8 +172,9 @@ class PipelineSettings(_Section):
     source: Literal["auto", "openweather", "open-meteo", "replay"] = "auto"
     # The offline replay has 2013 only: an interval of any other year replays the same hours of this year.
     replay_year: int = 2013
-    replay_default_start: dt.datetime = dt.datetime(2013, 1, 1, tzinfo=dt.UTC)
-    replay_default_end: dt.datetime = dt.datetime(2013, 2, 1, tzinfo=dt.UTC)
+    # January 2013 in New York's local days (EST, UTC-5): the replay's stations, so no daily row is cut short
+    replay_default_start: dt.datetime = dt.datetime(2013, 1, 1, 5, tzinfo=dt.UTC)
+    replay_default_end: dt.datetime = dt.datetime(2013, 2, 1, 5, tzinfo=dt.UTC)
 
 
 class StackSettings(_Section):

@@ -261,7 +261,6 @@ class HttpClient:
             body = None
         return Answer(resp.status_code, body, raw)
 
-
     def _unreachable(self, url: str) -> ProviderUnreachable:
         return ProviderUnreachable(
             f"{self.provider} is unreachable at {_host(url)} ({self.connection_failures} connection failures in a row)",

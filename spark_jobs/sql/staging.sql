@@ -17,6 +17,8 @@ create table if not exists {schema}.weather_observations (
     rain_1h_mm           double precision,
     snow_1h_mm           double precision,
     precipitation_1h_mm  double precision,
+    precipitation_mm     double precision,
+    precipitation_interval_s integer,
     visibility_m         double precision,
     weather_code         integer,
     weather_code_system  text,
@@ -35,6 +37,9 @@ create table if not exists {schema}.weather_observations (
     loaded_at            timestamptz      not null default now(),
     primary key (city_id, observed_at)
 );
+-- columns added after the first release (an existing table gains them; `create table if not exists` would not)
+alter table {schema}.weather_observations add column if not exists precipitation_mm double precision;
+alter table {schema}.weather_observations add column if not exists precipitation_interval_s integer;
 create index if not exists weather_observations_loaded_idx on {schema}.weather_observations (loaded_at);
 
 create table if not exists {schema}.weather_quarantine (

@@ -307,3 +307,29 @@ def blocked_by(settings: Settings, blocker: Any, like: str) -> int:
                 (blocker.info.backend_pid, like),
             ).fetchone()[0]
         )
+
+
+def warehouse_settings(settings: Settings, uid: str, **postgres: Any) -> Settings:
+    """Settings isolated for a whole module's warehouse: own topic, prefixes, staging/ops schemas and dbt prefix."""
+    return derive(
+        settings,
+        kafka={"topic": f"gold_{uid}", "consumer_group": f"gold_{uid}"},
+        s3={"bronze_prefix": f"tests/{uid}/bronze", "deadletter_prefix": f"tests/{uid}/dl"},
+        postgres={"staging_schema": f"stg_{uid}", "ops_schema": f"ops_{uid}", **postgres},
+        dbt={"schema_prefix": f"t{uid}_"},
+    )
+
+
+def drop_warehouse(settings: Settings) -> None:
+    for prefix in (settings.dbt.schema_prefix, settings.postgres.staging_schema, settings.postgres.ops_schema):
+        db.drop_schemas(settings.postgres, prefix)
+
+
+def load_replay(settings: Settings, spark: Any, start: Any, end: Any) -> None:
+    """The replay of the three New York stations over ``[start, end)``, through ingest, bronze and Silver."""
+    from ingestion import bronze_sink, stage
+    from spark_jobs import silver_job
+
+    stage.run(settings, source="replay", city_ids=NYC, start=start, end=end)
+    bronze_sink.run(settings)
+    silver_job.run(settings, spark=spark)

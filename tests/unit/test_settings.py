@@ -59,3 +59,13 @@ def test_unknown_key_in_yaml_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_pat
     monkeypatch.setenv("WEATHERPIPE_CONFIG", str(cfg))
     with pytest.raises(ConfigError, match=r"kafka\.topik: unknown setting"):
         load_settings(_env_file=None)
+
+
+def test_default_replay_window_is_whole_local_days_of_its_stations() -> None:
+    """The replay's stations are in New York: a window in UTC days cut the last local day to 19 hours."""
+    from zoneinfo import ZoneInfo
+
+    pipeline = load_settings(_env_file=None).pipeline
+    for edge in (pipeline.replay_default_start, pipeline.replay_default_end):
+        local = edge.astimezone(ZoneInfo("America/New_York"))
+        assert (local.hour, local.minute, local.day) == (0, 0, 1)

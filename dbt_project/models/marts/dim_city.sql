@@ -1,3 +1,15 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='city_key',
+        incremental_strategy='merge',
+        on_schema_change='append_new_columns',
+        contract={'enforced': true},
+    )
+}}
+
+-- Incremental with merge, never dropped and rebuilt: the facts' foreign keys reference this table, and a rebuild
+-- (drop ... cascade) would silently drop those constraints.
 -- One row per version of a city (SCD type 2, from the snapshot). The first version of each city is valid from
 -- 1900 so that history replayed from before the first snapshot still finds its city.
 with versions as (

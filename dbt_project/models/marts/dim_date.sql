@@ -1,3 +1,15 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='date_key',
+        incremental_strategy='merge',
+        on_schema_change='append_new_columns',
+        contract={'enforced': true},
+    )
+}}
+
+-- Incremental with merge, never dropped and rebuilt: the facts' foreign keys reference this table, and a rebuild
+-- (drop ... cascade) would silently drop those constraints.
 -- Calendar days 2000-2040 (a fixed range keeps the dimension independent of the data).
 with days as (
     select cast(generated_day as date) as calendar_date

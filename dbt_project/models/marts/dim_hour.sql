@@ -1,3 +1,15 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='hour_key',
+        incremental_strategy='merge',
+        on_schema_change='append_new_columns',
+        contract={'enforced': true},
+    )
+}}
+
+-- Incremental with merge, never dropped and rebuilt: the facts' foreign keys reference this table, and a rebuild
+-- (drop ... cascade) would silently drop those constraints.
 -- Time of day (local hour) for slicing facts by part of the day.
 select
     hour_of_day as hour_key,

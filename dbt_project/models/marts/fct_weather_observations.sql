@@ -4,6 +4,7 @@
         unique_key='observation_id',
         incremental_strategy='delete+insert',
         on_schema_change='append_new_columns',
+        contract={'enforced': true},
         indexes=[
             {'columns': ['observation_id'], 'unique': True},
             {'columns': ['loaded_at']},
@@ -53,7 +54,7 @@ cities as (
 )
 
 select
-    {{ surrogate_key(['hourly.city_id', 'hourly.observation_hour']) }} as observation_id,
+    {{ surrogate_key(["'hour'", 'hourly.city_id', 'hourly.observation_hour']) }} as observation_id,
     cities.city_key,
     hourly.city_id,
     cast(to_char(hourly.observed_at at time zone cities.timezone, 'YYYYMMDD') as integer) as date_key,

@@ -12,9 +12,8 @@ import psycopg
 import pytest
 import yaml
 
-from ingestion import bronze_sink, stage
-from spark_jobs import silver_job
-from tests.support import NYC, ROOT, derive, marts_hash, query
+from tests.support import ROOT, derive, drop_warehouse, marts_hash, query, warehouse_settings
+from tests.support import load_replay as load
 from weatherpipe import db, gold
 from weatherpipe.errors import StageFailed
 from weatherpipe.settings import Settings
@@ -24,27 +23,13 @@ DAY = dt.timedelta(days=1)
 START = dt.datetime(2013, 2, 11, tzinfo=dt.UTC)
 
 
-def load(settings: Settings, spark, start: dt.datetime, end: dt.datetime) -> None:
-    stage.run(settings, source="replay", city_ids=NYC, start=start, end=end)
-    bronze_sink.run(settings)
-    silver_job.run(settings, spark=spark)
-
-
 @pytest.fixture(scope="module")
 def warehouse(local_stack: Settings, spark) -> Iterator[Settings]:
-    uid = uuid.uuid4().hex[:8]
-    settings = derive(
-        local_stack,
-        kafka={"topic": f"gold_{uid}", "consumer_group": f"gold_{uid}"},
-        s3={"bronze_prefix": f"tests/{uid}/bronze", "deadletter_prefix": f"tests/{uid}/dl"},
-        postgres={"staging_schema": f"stg_{uid}", "ops_schema": f"ops_{uid}", "bi_password": "bi-canary-pass"},
-        dbt={"schema_prefix": f"t{uid}_"},
-    )
+    settings = warehouse_settings(local_stack, uuid.uuid4().hex[:8], bi_password="bi-canary-pass")
     db.provision(settings)
     load(settings, spark, START, START + 3 * DAY)
     yield settings
-    for prefix in (f"t{uid}_", settings.postgres.staging_schema, settings.postgres.ops_schema):
-        db.drop_schemas(settings.postgres, prefix)
+    drop_warehouse(settings)
 
 
 def test_build_passes_and_marts_are_consistent(warehouse: Settings) -> None:
@@ -95,16 +80,16 @@ def test_tests_check_recent_loads_and_full_tests_check_every_row(warehouse: Sett
         )
         conn.execute(
             f'update "{warehouse.dbt.schema("marts")}".fct_weather_observations '
-            "set humidity_pct = 150, loaded_at = loaded_at - interval '30 days' "
+            "set source = 'bogus', loaded_at = loaded_at - interval '30 days' "  # constraints refuse 150 % humidity
             "where city_id = %s and observed_at = %s",
             (city, hour),
         )
     assert gold.run(warehouse).status == "success"
-    with pytest.raises(StageFailed, match="value_between_fct_weather_observations_humidity_pct"):
+    with pytest.raises(StageFailed, match="accepted_values_fct_weather_observations_source"):
         gold.run(warehouse, full_tests=True)
     result = gold.run(warehouse, full_refresh=True)
     assert result.status == "success" and result.details["nodes"].get("test:pass", 0) >= 40
-    assert query(warehouse, "select max(humidity_pct) from {m}.fct_weather_observations")[0][0] <= 100
+    assert query(warehouse, "select count(*) from {m}.fct_weather_observations where source = 'bogus'") == [(0,)]
 
 
 def test_snapshot_closes_a_changed_city(warehouse: Settings, spark, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from spark_jobs.transforms import (
     INCH_TO_MM,
     MILE_TO_M,
     MPH_TO_MS,
+    attach_cities,
     deduplicate,
     f_to_c,
     k_to_c,
@@ -125,7 +126,7 @@ def test_open_meteo_current_and_archive_units(spark) -> None:
     fahrenheit["current"]["temperature_2m"] = 50.0
     archive = open_meteo_archive(PARIS, T.date(), T.date())
     row = {k: v for k, v in archive.items() if k != "hourly"} | {
-        "hourly": {k: v[3] for k, v in archive["hourly"].items()}
+        "hourly": {k: v[3] for k, v in archive["hourly"].items()} | {"precipitation": 0.4}
     }
     out = canonical(
         spark,
@@ -137,10 +138,14 @@ def test_open_meteo_current_and_archive_units(spark) -> None:
     )
     a = out[("open-meteo", "paris", 0)]
     assert a["temperature_c"] == 12.4 and a["wind_speed_ms"] == pytest.approx(5.0)  # 18 km/h
-    assert a["wind_gust_ms"] == pytest.approx(10.0) and a["snow_1h_mm"] == 0.0
+    assert a["wind_gust_ms"] == pytest.approx(10.0)
+    # current values cover `interval` (900 s): stored with it, never as one-hour amounts
+    assert (a["precipitation_mm"], a["precipitation_interval_s"]) == (0.2, 900)
+    assert (a["precipitation_1h_mm"], a["rain_1h_mm"], a["snow_1h_mm"]) == (None, None, None)
     assert (a["weather_code"], a["weather_code_system"], a["weather_main"]) == (61, "wmo", "Rain")
     assert out[("open-meteo", "paris", 1)]["temperature_c"] == pytest.approx(10.0)
     c = out[("open-meteo-archive", "paris", 2)]
+    assert (c["precipitation_1h_mm"], c["precipitation_mm"], c["precipitation_interval_s"]) == (0.4, 0.4, 3600)
     assert c["temperature_c"] == 6.5 and c["visibility_m"] == 24140.0 and c["wind_speed_ms"] == pytest.approx(3.0)
 
 
@@ -150,6 +155,7 @@ def test_replay_imperial_with_na_and_the_real_anomaly(spark) -> None:
     assert r["temperature_c"] == pytest.approx((39.02 - 32) * 5 / 9)
     assert r["wind_speed_ms"] == pytest.approx(1048.36058 * 0.44704)  # 468.7 m/s: physically impossible
     assert r["wind_gust_ms"] is None and r["precipitation_1h_mm"] == pytest.approx(0.254)
+    assert (r["precipitation_mm"], r["precipitation_interval_s"]) == (r["precipitation_1h_mm"], 3600)
     assert r["visibility_m"] == pytest.approx(16093.44) and r["pressure_hpa"] == 1008.3
 
 
@@ -193,3 +199,25 @@ def test_deduplicate_keeps_latest_ingestion(spark) -> None:
     other = bronze_row("replay", REPLAY_ROW, city="nyc-jfk", offset=3)
     out = deduplicate(to_canonical(spark.createDataFrame([*rows, other], schemas.BRONZE))).collect()
     assert sorted((r.city_id, r.kafka_offset) for r in out) == [("nyc-ewr", 1), ("nyc-jfk", 3)]
+
+
+def test_utc_offset_is_the_citys_at_the_observation(spark) -> None:
+    """Replay and Open-Meteo (asked in GMT) report no city offset: it comes from the city's zone, DST included;
+    OpenWeather's own `timezone` is kept."""
+    cities = spark.createDataFrame(
+        [
+            ("nyc-ewr", "Newark", "US", 40.69, -74.17, "America/New_York"),
+            ("paris", "Paris", "FR", 48.85, 2.35, "Europe/Paris"),
+        ],
+        schemas.CITIES,
+    )
+    january, july = dt.datetime(2013, 1, 15, 12, tzinfo=dt.UTC), dt.datetime(2013, 7, 15, 12, tzinfo=dt.UTC)
+    rows = [
+        bronze_row("replay", REPLAY_ROW, city="nyc-ewr", observed=january),
+        bronze_row("replay", REPLAY_ROW, city="nyc-ewr", observed=july, offset=1),
+        bronze_row("open-meteo", open_meteo_current(PARIS, july), observed=july, offset=2),
+        bronze_row("openweather", openweather_payload(PARIS, january), offset=3),
+    ]
+    out = attach_cities(to_canonical(spark.createDataFrame(rows, schemas.BRONZE)), cities)
+    offsets = {r["kafka_offset"]: r["tz_offset_s"] for r in out.collect()}
+    assert offsets == {0: -18000, 1: -14400, 2: 7200, 3: 3600}
