@@ -39,6 +39,9 @@ run: stack-up manifest
 status: venv
 	$(BIN)/weatherpipe status
 
+# The suite starts its own durable brokers where it tests durability; the shared one can be the faster memory broker.
+test test-integration test-faults: export WEATHERPIPE_STACK__KAFKA_STORAGE ?= memory
+
 test: stack-up manifest  ## every layer on the real local stack, then the 15 slowest tests
 	$(BIN)/pytest --durations=15 $(PYTEST_ARGS)
 

@@ -8,7 +8,13 @@ import sys
 
 from bench.common import BenchRow
 
-BENCHES = ["bench.bench_ingest", "bench.bench_bronze", "bench.bench_silver", "bench.bench_gold"]
+BENCHES = [
+    "bench.bench_ingest",
+    "bench.bench_bronze",
+    "bench.bench_durability",
+    "bench.bench_silver",
+    "bench.bench_gold",
+]
 
 
 def main(names: list[str]) -> int:

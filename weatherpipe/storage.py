@@ -71,13 +71,23 @@ class ObjectStore:
         except (ClientError, BotoCoreError):
             return False
 
-    def ensure_bucket(self) -> None:
+    def ensure_bucket(self, bucket: str | None = None) -> None:
+        """Create the lake's bucket (or ``bucket``) unless it exists."""
+        bucket = bucket or self.bucket
         try:
-            self.client.head_bucket(Bucket=self.bucket)
+            self.client.head_bucket(Bucket=bucket)
         except ClientError:
-            self._call("create_bucket", Bucket=self.bucket)
+            self._call("create_bucket", Bucket=bucket)
         except BotoCoreError as exc:
             raise _explain(exc, self.cfg) from None
+
+    def remove_bucket(self, bucket: str) -> None:
+        """Delete every object of ``bucket``, then the bucket (for stores made for a test or a bench)."""
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            if page.get("Contents"):
+                objects = [{"Key": o["Key"]} for o in page["Contents"]]
+                self._call("delete_objects", Bucket=bucket, Delete={"Objects": objects})
+        self._call("delete_bucket", Bucket=bucket)
 
     def put(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> str:
         """Write (or overwrite) one object; returns its ETag. A single PUT is atomic on S3."""

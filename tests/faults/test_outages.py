@@ -108,7 +108,7 @@ def test_ingest_survives_kafka_stopped_mid_publish_and_restarted(settings: Setti
     other = derive(
         settings,
         kafka={"bootstrap_servers": f"127.0.0.1:{free_port()}", "request_timeout_ms": 3000, "delivery_timeout_s": 5},
-        stack={"state_dir": tmp_path / "stack"},
+        stack={"state_dir": tmp_path / "stack", "kafka_storage": "memory"},
     )
     kafka = stack.KafkaService(other)
     replay = ReplaySource(other)
