@@ -37,9 +37,22 @@ create table if not exists {schema}.weather_observations (
     loaded_at            timestamptz      not null default now(),
     primary key (city_id, observed_at)
 );
--- columns added after the first release (an existing table gains them; `create table if not exists` would not)
-alter table {schema}.weather_observations add column if not exists precipitation_mm double precision;
-alter table {schema}.weather_observations add column if not exists precipitation_interval_s integer;
+-- Columns added after the first release: an existing table gains them (`create table if not exists` would not).
+-- Checked first: ALTER TABLE takes an exclusive lock even when it has nothing to do, and readers would queue.
+do $$
+begin
+    if not exists (
+        select from pg_attribute
+        where
+            attrelid = '{schema}.weather_observations'::regclass
+            and attname = 'precipitation_interval_s'
+            and not attisdropped
+    ) then
+        alter table {schema}.weather_observations
+        add column if not exists precipitation_mm double precision,
+        add column if not exists precipitation_interval_s integer;
+    end if;
+end $$;
 create index if not exists weather_observations_loaded_idx on {schema}.weather_observations (loaded_at);
 
 create table if not exists {schema}.weather_quarantine (

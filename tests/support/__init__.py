@@ -256,16 +256,18 @@ def assert_bronze_exactly(settings: Settings, total: int) -> None:
 
 
 def query(settings: Settings, sql: str, args: tuple = ()) -> list[tuple]:
-    """Run ``sql`` as the admin; ``{s}``, ``{o}`` and ``{m}`` name the test's staging, ops and marts schemas."""
+    """Run ``sql`` as the admin and return its rows (none for a statement); ``{s}``, ``{o}`` and ``{m}`` name the
+    test's staging, ops and marts schemas."""
     with db.connect(settings.postgres.admin) as conn:
-        return conn.execute(
+        cursor = conn.execute(
             sql.format(
                 s=f'"{settings.postgres.staging_schema}"',
                 o=f'"{settings.postgres.ops_schema}"',
                 m=f'"{settings.dbt.schema("marts")}"',
             ),
             args,
-        ).fetchall()
+        )
+        return cursor.fetchall() if cursor.description else []
 
 
 def marts_hash(settings: Settings) -> tuple:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from ingestion import bronze_sink, stage
 from spark_jobs import silver_job
-from tests.support import NYC, derive, ingest_twice_to_bronze, query
+from tests.support import NYC, blocked_by, derive, in_thread, ingest_twice_to_bronze, query, wait_for
 from weatherpipe.errors import ExpectationFailed
 from weatherpipe.settings import Settings
 
@@ -113,3 +114,27 @@ def test_fail_expectation_writes_nothing(settings: Settings, spark, bronze_twice
     assert query(settings, "select count(*) from {s}.weather_observations")[0][0] == 0
     assert query(settings, "select count(*) from {o}.bronze_manifest where silver_processed_at is not null")[0][0] == 0
     assert query(settings, "select status from {o}.pipeline_runs where run_id = 'silver-fail'") == [("failed",)]
+
+
+def test_a_staging_table_from_before_gains_the_new_columns_without_locking_readers(settings: Settings) -> None:
+    """An install from before `precipitation_mm` gets the columns; once they exist, setting staging up again
+    takes no exclusive lock (a reader holding a share lock does not block it)."""
+    silver_job.ensure_staging(settings)
+    table = f'"{settings.postgres.staging_schema}".weather_observations'
+    query(settings, f"alter table {table} drop column precipitation_mm, drop column precipitation_interval_s")
+    silver_job.ensure_staging(settings)
+    columns = {
+        r[0] for r in query(settings, "select attname from pg_attribute where attrelid = %s::regclass", (table,))
+    }
+    assert {"precipitation_mm", "precipitation_interval_s"} <= columns
+    with psycopg.connect(settings.postgres.admin.conninfo()) as reader:
+        reader.execute(f"select count(*) from {table}")  # holds an access share lock until rollback
+        thread, out = in_thread(lambda: silver_job.ensure_staging(settings))
+        wait_for(
+            lambda: not thread.is_alive() or blocked_by(settings, reader, "%weather_observations%"),
+            what="setting staging up again to finish or to wait for the reader",
+        )
+        blocked = thread.is_alive()
+        reader.rollback()
+        thread.join()
+    assert not blocked and "error" not in out, out
