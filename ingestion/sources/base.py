@@ -157,7 +157,7 @@ def _retry_after(state: RetryCallState) -> float | None:
 
 
 def _wait_strategy(api: ApiSettings) -> Any:
-    exponential = wait_exponential_jitter(initial=api.backoff_initial_s, max=api.backoff_max_s)
+    exponential = wait_exponential_jitter(multiplier=api.backoff_initial_s, max=api.backoff_max_s)
 
     def wait(state: RetryCallState) -> float:
         asked = _retry_after(state)
