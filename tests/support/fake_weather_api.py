@@ -27,6 +27,7 @@ class Reply:
     delay_s: float = 0.0
 
 
+API_KEY = "owm-canary-7b1e9c44d2"  # the key the fake accepts in tests (a canary: it must never leak anywhere)
 OW_401 = {
     "cod": 401,
     "message": "Invalid API key. Please see https://openweathermap.org/faq#error401 for more info.",

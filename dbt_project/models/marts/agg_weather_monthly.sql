@@ -63,14 +63,8 @@ with_expected as (
         aggregated.*,
         cast(extract(day from aggregated.month_start + interval '1 month' - interval '1 day') as integer)
             as days_in_month,
-        cast(
-            extract(
-                epoch from (
-                    cast(aggregated.month_start + interval '1 month' as timestamp) at time zone current_city.timezone
-                )
-                - (cast(aggregated.month_start as timestamp) at time zone current_city.timezone)
-            ) / 3600 as integer
-        ) as expected_hours
+        {{ local_hours('aggregated.month_start', "aggregated.month_start + interval '1 month'", 'current_city.timezone') }}
+            as expected_hours
     from aggregated
     inner join {{ ref('dim_city') }} as current_city
         on aggregated.city_id = current_city.city_id and current_city.is_current

@@ -65,14 +65,8 @@ with_expected as (
         aggregated.*,
         current_city.city_name,
         current_city.country_code,
-        cast(
-            extract(
-                epoch from (
-                    cast(aggregated.local_date + 1 as timestamp) at time zone current_city.timezone
-                )
-                - (cast(aggregated.local_date as timestamp) at time zone current_city.timezone)
-            ) / 3600 as integer
-        ) as expected_hours
+        {{ local_hours('aggregated.local_date', 'aggregated.local_date + 1', 'current_city.timezone') }}
+            as expected_hours
     from aggregated
     inner join {{ ref('dim_city') }} as current_city
         on aggregated.city_id = current_city.city_id and current_city.is_current

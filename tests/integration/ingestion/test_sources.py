@@ -12,41 +12,15 @@ import pytest
 
 from ingestion import stage
 from ingestion.budget import CallBudget
-from ingestion.cities import load_cities
 from ingestion.envelope import Envelope, event_id
 from tests.support import consume_all, derive
-from tests.support.fake_weather_api import OM_400, OW_404, OW_429, FakeWeatherApi, Reply
+from tests.support.fake_weather_api import API_KEY, OM_400, OW_404, OW_429, FakeWeatherApi, Reply
 from weatherpipe import db
 from weatherpipe.errors import BudgetExceeded, ConfigError, ServiceUnavailable, SourceAuthError, SourceError
 from weatherpipe.log import JsonFormatter, RedactingFilter
 from weatherpipe.settings import Settings
 
-CANARY = "owm-canary-7b1e9c44d2"
 THREE = ["paris", "london", "berlin"]
-
-
-@pytest.fixture
-def fake(settings: Settings):
-    with FakeWeatherApi(load_cities(settings)) as api:
-        api.api_key = CANARY
-        yield api
-
-
-@pytest.fixture
-def api_settings(settings: Settings, fake: FakeWeatherApi) -> Settings:
-    return derive(
-        settings,
-        api={
-            "openweather_base_url": fake.url,
-            "open_meteo_base_url": fake.url,
-            "open_meteo_archive_url": fake.url,
-            "openweather_api_key": CANARY,
-            "timeout_s": 0.5,
-            "max_attempts": 4,
-            "backoff_initial_s": 0.01,
-            "backoff_max_s": 0.05,
-        },
-    )
 
 
 @pytest.fixture
@@ -164,7 +138,7 @@ def test_openweather_bad_key_stops_with_one_clear_line(
         stage.run(api_settings, source="openweather", city_ids=THREE, run_id="ow-401")
     text = str(err.value)
     assert "401" in text and "Invalid API key" in text and "\n" not in text
-    assert CANARY not in text and CANARY not in captured_logs.getvalue()
+    assert API_KEY not in text and API_KEY not in captured_logs.getvalue()
     assert fake.calls("/data/2.5/weather") == 1  # terminal: no retry, no other city tried
     assert audit(api_settings, "ow-401")[0] == "failed"
 
@@ -242,9 +216,9 @@ def test_canary_key_never_reaches_logs_errors_or_messages(
     result = stage.run(api_settings, source="openweather", city_ids=THREE)
     assert result.rows_out == 2
     raw = b"".join(v for _, v in consume_all(api_settings, 2))
-    assert CANARY.encode() not in raw
-    assert CANARY not in json.dumps(result.to_dict(), default=str)
-    assert CANARY not in captured_logs.getvalue()
+    assert API_KEY.encode() not in raw
+    assert API_KEY not in json.dumps(result.to_dict(), default=str)
+    assert API_KEY not in captured_logs.getvalue()
     assert "retrying" in captured_logs.getvalue()  # the retry path did log
 
 
