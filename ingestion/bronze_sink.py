@@ -188,10 +188,6 @@ _HOUR_US = 3_600_000_000
 _DICTIONARY = ["schema_version", "source", "city_id", "run_id", "kafka_topic", "kafka_partition"]
 
 
-def _hour(ts: dt.datetime) -> dt.datetime:
-    return _EPOCH + dt.timedelta(microseconds=_micros(ts) // _HOUR_US * _HOUR_US)
-
-
 class BronzeWriter:
     """Writes one offset range of one partition: objects first, then the manifest rows."""
 
@@ -631,44 +627,59 @@ def _stop_on_signals(stop: threading.Event) -> None:
         signal.signal(sig, lambda *_: stop.set())
 
 
-def retention(settings: Settings, *, days: int, dry_run: bool = False, now: dt.datetime | None = None) -> StageResult:
-    """Delete bronze objects (and their manifest rows) whose event hour is older than ``days`` days."""
+def retention(
+    settings: Settings,
+    *,
+    days: int,
+    dry_run: bool = False,
+    force: bool = False,
+    now: dt.datetime | None = None,
+) -> StageResult:
+    """Delete the bronze objects bronze wrote more than ``days`` days ago, and their manifest rows.
+
+    Invariants: age is when bronze wrote the object (the manifest's ``written_at``), never the event time — a
+    backfill of old observations is kept as long as a fresh load; an object Silver has not processed is never
+    deleted unless ``force`` (then it is, and the result counts it apart); objects are chosen from the manifest
+    (no bucket listing, whatever the lake's size). S3 first, then the manifest rows: a run cut short in between is
+    finished by the next one (deleting a missing key is a no-op)."""
     result = StageResult("retention", new_run_id("retention"))
-    cutoff = _hour(now or utcnow()) - dt.timedelta(days=days)
+    cutoff = (now or utcnow()) - dt.timedelta(days=days)
+    pg = settings.postgres
+    manifest = sql.Identifier(pg.ops_schema, "bronze_manifest")
     with stage_scope(settings, result):
-        store = ObjectStore(settings.s3)
-        doomed = []
-        for obj in store.list(settings.s3.bronze_prefix + "/"):
-            hour = _hour_from_key(obj.key)
-            result.rows_in += 1
-            if hour is not None and hour < cutoff:
-                doomed.append(obj.key)
+        with db.connect(pg) as conn:
+            rows = conn.execute(
+                sql.SQL(
+                    "select object_key, silver_processed_at is not null from {} where written_at < %s "
+                    "order by object_key"
+                ).format(manifest),
+                (cutoff,),
+            ).fetchall()
+        processed = [key for key, done in rows if done]
+        unprocessed = [key for key, done in rows if not done]
+        doomed = processed + unprocessed if force else processed
+        result.rows_in = len(rows)
         result.objects = doomed
-        result.details = {"cutoff": cutoff.isoformat(), "dry_run": dry_run}
+        result.details = {
+            "cutoff": cutoff.isoformat(),
+            "dry_run": dry_run,
+            "force": force,
+            "unprocessed_deleted" if force else "unprocessed_kept": len(unprocessed),
+        }
+        if unprocessed:
+            log.warning(
+                "%s %d bronze objects Silver has not processed",
+                "deleting (forced)" if force else "keeping",
+                len(unprocessed),
+            )
         for key in doomed:
             log.info("%s %s", "would delete" if dry_run else "delete", key)
         if not dry_run and doomed:
-            store.delete(doomed)
-            pg = settings.postgres
+            ObjectStore(settings.s3).delete(doomed)
             with db.connect(pg) as conn:
-                conn.execute(
-                    sql.SQL("delete from {} where object_key = any(%s)").format(
-                        sql.Identifier(pg.ops_schema, "bronze_manifest")
-                    ),
-                    (doomed,),
-                )
+                conn.execute(sql.SQL("delete from {} where object_key = any(%s)").format(manifest), (doomed,))
             result.rows_out = len(doomed)
     return result
-
-
-def _hour_from_key(key: str) -> dt.datetime | None:
-    parts = dict(p.split("=", 1) for p in key.split("/") if "=" in p)
-    try:
-        return dt.datetime.strptime(f"{parts['observed_date']} {parts['observed_hour']}", "%Y-%m-%d %H").replace(
-            tzinfo=dt.UTC
-        )
-    except (KeyError, ValueError):
-        return None
 
 
 def main() -> None:  # pragma: no cover - `python -m ingestion.bronze_sink [--follow]`, used by the crash test

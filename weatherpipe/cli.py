@@ -210,11 +210,12 @@ def status(limit: Annotated[int, typer.Option(help="how many runs")] = 5) -> Non
 def retention(
     bronze_days: Annotated[int, typer.Option(help="keep this many days of bronze")] = 30,
     dry_run: Annotated[bool, typer.Option(help="print what would be removed, remove nothing")] = False,
+    force: Annotated[bool, typer.Option(help="also delete objects Silver has not processed yet")] = False,
 ) -> None:
-    """Delete bronze objects (and manifest rows) whose event hour is older than N days."""
+    """Delete bronze objects (and manifest rows) that bronze wrote more than N days ago and Silver has processed."""
     from ingestion import bronze_sink
 
-    _echo_result(bronze_sink.retention(_settings(), days=bronze_days, dry_run=dry_run))
+    _echo_result(bronze_sink.retention(_settings(), days=bronze_days, dry_run=dry_run, force=force))
 
 
 @app.command()

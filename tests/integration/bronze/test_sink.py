@@ -6,7 +6,7 @@ import datetime as dt
 import json
 
 from ingestion import bronze_sink, stage
-from tests.support import bronze_rows, deadletters, envelope_bytes, manifest_rows, publish_raw
+from tests.support import bronze_rows, deadletters, envelope_bytes, manifest_rows, publish_raw, query
 from weatherpipe.settings import Settings
 
 T0 = dt.datetime(2013, 3, 1, 0, tzinfo=dt.UTC)
@@ -87,13 +87,33 @@ def test_late_event_lands_in_its_own_hour(settings: Settings) -> None:
     assert any("observed_date=2013-02-27/observed_hour=00" in k for k in keys)
 
 
-def test_retention_dry_run_then_real(settings: Settings) -> None:
+def _mark_processed(settings: Settings, *keys: str) -> None:
+    query(
+        settings, "update {o}.bronze_manifest set silver_processed_at = now() where object_key = any(%s)", (list(keys),)
+    )
+
+
+def test_retention_keeps_a_backfill_of_old_events_it_just_wrote(settings: Settings) -> None:
+    """Age is when bronze wrote the data, never the event time: a 2013 backfill loaded today stays."""
     publish_raw(settings, [envelope_bytes(1, hour_offset=0), envelope_bytes(2, hour_offset=24 * 40)])
-    bronze_sink.run(settings)
-    now = T0 + dt.timedelta(days=45)
-    dry = bronze_sink.retention(settings, days=30, dry_run=True, now=now)
-    assert len(dry.objects) == 1 and "observed_date=2013-03-01" in dry.objects[0]
+    written = bronze_sink.run(settings).objects
+    _mark_processed(settings, *written)
+    kept = bronze_sink.retention(settings, days=30)
+    assert kept.objects == [] and kept.rows_out == 0
     assert len(bronze_rows(settings)) == 2 and len(manifest_rows(settings)) == 2
-    real = bronze_sink.retention(settings, days=30, now=now)
-    assert real.objects == dry.objects and real.rows_out == 1
-    assert len(bronze_rows(settings)) == 1 and len(manifest_rows(settings)) == 1
+
+
+def test_retention_deletes_only_what_silver_processed_unless_forced(settings: Settings) -> None:
+    publish_raw(settings, [envelope_bytes(1, hour_offset=0), envelope_bytes(2, hour_offset=5)])
+    processed, pending = sorted(bronze_sink.run(settings).objects)
+    _mark_processed(settings, processed)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=31)  # both objects are now older than 30 days
+    dry = bronze_sink.retention(settings, days=30, dry_run=True, now=later)
+    assert dry.objects == [processed] and dry.details["unprocessed_kept"] == 1
+    assert len(bronze_rows(settings)) == 2 and len(manifest_rows(settings)) == 2
+    real = bronze_sink.retention(settings, days=30, now=later)
+    assert real.objects == [processed] and real.rows_out == 1
+    assert [r["_key"] for r in bronze_rows(settings)] == [pending] and len(manifest_rows(settings)) == 1
+    forced = bronze_sink.retention(settings, days=30, force=True, now=later)
+    assert forced.objects == [pending] and forced.details["unprocessed_deleted"] == 1
+    assert bronze_rows(settings) == [] and manifest_rows(settings) == []
