@@ -46,6 +46,7 @@ from ingestion.envelope import Envelope, EnvelopeError
 from ingestion.kafka_records import lean_records
 from weatherpipe import db
 from weatherpipe.audit import stage_scope
+from weatherpipe.contracts import BRONZE as BRONZE_SCHEMA
 from weatherpipe.errors import PipelineError, ServiceUnavailable, TransientError
 from weatherpipe.kafka import ensure_topic, unreachable
 from weatherpipe.results import StageResult, new_run_id, utcnow
@@ -53,26 +54,6 @@ from weatherpipe.settings import Settings
 from weatherpipe.storage import ObjectStore, text_or_base64
 
 log = logging.getLogger(__name__)
-
-BRONZE_SCHEMA_VERSION = 1
-BRONZE_SCHEMA = pa.schema(
-    [
-        pa.field("event_id", pa.string(), nullable=False),
-        pa.field("schema_version", pa.int32(), nullable=False),
-        pa.field("source", pa.string(), nullable=False),
-        pa.field("city_id", pa.string(), nullable=False),
-        pa.field("observed_at", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("ingested_at", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("run_id", pa.string(), nullable=False),
-        pa.field("payload", pa.string(), nullable=False),  # the provider's payload as received (JSON text)
-        pa.field("kafka_topic", pa.string(), nullable=False),
-        pa.field("kafka_partition", pa.int32(), nullable=False),
-        pa.field("kafka_offset", pa.int64(), nullable=False),
-        pa.field("kafka_timestamp", pa.timestamp("ms", tz="UTC")),
-        pa.field("bronze_written_at", pa.timestamp("us", tz="UTC"), nullable=False),
-    ],
-    metadata={"weatherpipe.bronze_schema_version": str(BRONZE_SCHEMA_VERSION)},
-)
 
 
 class Record(Protocol):

@@ -38,6 +38,8 @@ class BronzeReader(DataSourceReader):
         import pyarrow.parquet as pq
         from pyarrow import fs
 
+        from weatherpipe.contracts import bronze_read_schema
+
         o = self.options
         s3 = fs.S3FileSystem(
             endpoint_override=o["endpoint"],
@@ -48,9 +50,7 @@ class BronzeReader(DataSourceReader):
             connect_timeout=3,
             request_timeout=60,
         )
-        target = pa.schema(
-            [pa.field(f.name, _arrow_type(f.dataType.typeName()), nullable=f.nullable) for f in schemas.BRONZE.fields]
-        )
+        target = bronze_read_schema()
 
         def load(key: str) -> Any:
             table = pq.read_table(f"{o['bucket']}/{key}", filesystem=s3)
@@ -64,17 +64,6 @@ class BronzeReader(DataSourceReader):
                 tables = list(pool.map(load, keys[i : i + 512]))
                 if tables:
                     yield from pa.concat_tables(tables).combine_chunks().to_batches(max_chunksize=50_000)
-
-
-def _arrow_type(name: str) -> Any:
-    import pyarrow as pa
-
-    return {
-        "string": pa.string(),
-        "integer": pa.int32(),
-        "long": pa.int64(),
-        "timestamp": pa.timestamp("us", tz="UTC"),
-    }[name]
 
 
 class BronzeDataSource(DataSource):

@@ -1,7 +1,8 @@
-"""Declared schemas for every layer Spark touches. Nothing is ever inferred."""
+"""Declared schemas for every layer Spark touches. Nothing is ever inferred; bronze's comes from its contract."""
 
 from __future__ import annotations
 
+from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.types import (
     ArrayType,
     DoubleType,
@@ -13,25 +14,10 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-# -- bronze Parquet (mirrors ingestion.bronze_sink.BRONZE_SCHEMA, plus the object it came from) ----------------
-BRONZE = StructType(
-    [
-        StructField("event_id", StringType(), False),
-        StructField("schema_version", IntegerType(), False),
-        StructField("source", StringType(), False),
-        StructField("city_id", StringType(), False),
-        StructField("observed_at", TimestampType(), False),
-        StructField("ingested_at", TimestampType(), False),
-        StructField("run_id", StringType(), False),
-        StructField("payload", StringType(), False),
-        StructField("kafka_topic", StringType(), False),
-        StructField("kafka_partition", IntegerType(), False),
-        StructField("kafka_offset", LongType(), False),
-        StructField("kafka_timestamp", TimestampType(), True),
-        StructField("bronze_written_at", TimestampType(), False),
-        StructField("bronze_object", StringType(), False),
-    ]
-)
+from weatherpipe.contracts import bronze_read_schema
+
+# -- bronze, as Silver reads it: derived from the one contract (weatherpipe.contracts) ------------------------------
+BRONZE = from_arrow_schema(bronze_read_schema(), prefer_timestamp_ntz=False)
 
 # -- provider payloads (only the fields Silver reads; the rest stays in bronze) --------------------------------
 OPENWEATHER = StructType(

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from ingestion import bronze_sink, stage
-from spark_jobs import silver_job
+from spark_jobs import schemas, silver_job
 from tests.support import NYC, blocked_by, derive, in_thread, ingest_twice_to_bronze, query, wait_for
 from weatherpipe.errors import ExpectationFailed
 from weatherpipe.settings import Settings
@@ -138,3 +138,29 @@ def test_a_staging_table_from_before_gains_the_new_columns_without_locking_reade
         reader.rollback()
         thread.join()
     assert not blocked and "error" not in out, out
+
+
+POSTGRES_TYPES = {
+    "string": "text",
+    "double": "double precision",
+    "int": "integer",
+    "bigint": "bigint",
+    "timestamp": "timestamp with time zone",
+}
+
+
+def test_the_silver_schema_is_the_staging_tables(settings: Settings) -> None:
+    """Every column Silver writes exists in the staging DDL with the type its Spark schema declares."""
+    silver_job.ensure_staging(settings)
+    table = dict(
+        query(
+            settings,
+            "select column_name, data_type from information_schema.columns "
+            "where table_schema = %s and table_name = 'weather_observations'",
+            (settings.postgres.staging_schema,),
+        )
+    )
+    declared = {f.name: POSTGRES_TYPES[f.dataType.simpleString()] for f in schemas.CANONICAL.fields}
+    written = [c for c in silver_job.OBSERVATION_COLUMNS if c != "silver_run_id"]
+    assert {c: table.get(c) for c in written} == {c: declared[c] for c in written}
+    assert table["silver_run_id"] == "text"
