@@ -164,7 +164,7 @@ def render_summary(settings: Settings, summary: PipelineSummary) -> str:
     lines = [
         f"run {summary.run_id} — source {summary.source}"
         + (
-            f", {summary.start:%Y-%m-%d %H:%M} → {summary.end:%Y-%m-%d %H:%M} UTC"
+            f", {summary.start.astimezone(dt.UTC):%Y-%m-%d %H:%M} → {summary.end.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC"
             if summary.start and summary.end
             else ""
         ),
