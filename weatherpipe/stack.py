@@ -132,8 +132,8 @@ class Service:
         return ServiceStatus(self.name, "started", self.url, pid)
 
     def _spawn(self) -> int:
-        cmd = self.command()
         try:
+            cmd = self.command()  # may write config files under the state folder (the S3 store's identities)
             for sub in ("pids", "logs"):
                 (self.dir / sub).mkdir(parents=True, exist_ok=True)
             out = self.logfile.open("ab")
