@@ -257,7 +257,7 @@ class KafkaService(Service):
         }
 
     def up(self) -> ServiceStatus:
-        if self.settings.stack.kafka_storage == "s3" and not self.healthy():
+        if self.settings.stack.kafka_storage == "s3":  # where a broker that is not running yet will keep its log
             ObjectStore(self.settings.s3).ensure_bucket(self.settings.stack.kafka_bucket)
         status = super().up()
         status.detail = f"storage {self.storage}"

@@ -21,7 +21,17 @@ import psycopg
 import pytest
 
 from ingestion import bronze_sink
-from tests.support import ROOT, bronze_rows, deadletters, derive, envelope_bytes, publish_raw, wait_for
+from tests.support import (
+    ROOT,
+    bronze_rows,
+    deadletters,
+    derive,
+    envelope_bytes,
+    is_zombie,
+    manifest_total,
+    publish_raw,
+    wait_for,
+)
 from weatherpipe import db
 from weatherpipe.settings import Settings
 
@@ -144,7 +154,7 @@ def _sink_processes(topic_env: dict[str, str]) -> list[int]:
                 continue
             if topic_env["WEATHERPIPE_KAFKA__TOPIC"].encode() not in (proc / "environ").read_bytes():
                 continue
-            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            if not is_zombie(int(proc.name)):
                 found.append(int(proc.name))
         except OSError:
             continue
@@ -207,6 +217,4 @@ def _assert_exactly_once(crashy: Settings, backlog: Backlog) -> None:
     dead = deadletters(crashy)
     assert len(dead) == backlog.bad
     assert len({(d["partition"], d["offset"]) for d in dead}) == len(dead)
-    manifest = Manifest(crashy)
-    assert manifest.rows() == backlog.good
-    manifest.close()
+    assert manifest_total(crashy) == backlog.good

@@ -13,7 +13,7 @@ import pytest
 from kafka import KafkaConsumer
 
 from ingestion import bronze_sink, stage
-from tests.support import NYC, assert_bronze_exactly, derive, free_port, free_s3_port, wait_for
+from tests.support import NYC, assert_bronze_exactly, derive, free_port, free_s3_port, is_zombie, wait_for
 from weatherpipe import db, stack
 from weatherpipe.settings import Settings
 from weatherpipe.storage import ObjectStore
@@ -26,14 +26,7 @@ DAY = dt.timedelta(days=1)
 def _sigkill(pid: int | None) -> None:
     assert pid is not None, "the service has no pid: this stack did not start it"
     os.killpg(pid, signal.SIGKILL)
-    wait_for(lambda: not Path(f"/proc/{pid}").exists() or _zombie(pid), what=f"pid {pid} to die")
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
+    wait_for(lambda: not Path(f"/proc/{pid}").exists() or is_zombie(pid), what=f"pid {pid} to die")
 
 
 @pytest.fixture
@@ -77,8 +70,9 @@ def test_stack_status_names_the_broker_storage(durable: tuple[Settings, stack.Ka
     assert broker.status().detail.startswith("storage s3://kafka-")
     memory = stack.KafkaService(derive(other, stack={"kafka_storage": "memory"}))
     assert memory.status().detail == "storage memory://tansu/"
-    assert "AWS_SECRET_ACCESS_KEY" not in " ".join(broker.command())  # credentials travel in the environment
+    # credentials travel in the environment, never on the command line (visible in `ps`)
     assert other.s3.secret_key.get_secret_value() not in " ".join(broker.command())
+    assert broker.env()["AWS_SECRET_ACCESS_KEY"] == other.s3.secret_key.get_secret_value()
 
 
 def test_the_s3_store_keeps_its_objects_across_sigkill_and_down_up(settings: Settings, tmp_path: Path) -> None:

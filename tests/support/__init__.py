@@ -174,6 +174,14 @@ def wait_for(condition: Callable[[], Any], *, what: str, hang_guard_s: float = 3
         time.sleep(every_s)
 
 
+def is_zombie(pid: int) -> bool:
+    """True when ``pid`` has exited but is not yet reaped (or is gone): it no longer runs."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
 def in_thread(fn: Callable[[], Any]) -> tuple[Any, dict[str, Any]]:
     """Run ``fn`` in a thread; its result or exception lands in the returned dict."""
     import threading
