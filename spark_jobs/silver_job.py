@@ -144,11 +144,22 @@ def run(
 
 
 def _process(settings: Settings, result: StageResult, objects: list[BronzeObject], spark: Any | None) -> None:
+    """Spark's part of the run, on the given session or on one made (and released) here."""
+    from spark_jobs.session import release, spark_errors, spark_session
+
+    with spark_errors(settings):
+        own = spark is None
+        spark = spark or spark_session(settings)
+        try:
+            _process_with(spark, settings, result, objects)
+        finally:
+            if own and settings.spark.mode == "connect":
+                release(spark)
+
+
+def _process_with(spark: Any, settings: Settings, result: StageResult, objects: list[BronzeObject]) -> None:
     from pyspark.sql import functions as F
 
-    from spark_jobs.session import spark_session
-
-    spark = spark or spark_session(settings)
     rules = load_expectations(settings.path(settings.paths.expectations_file))
     bronze = read_bronze(spark, settings, [o.key for o in objects]).persist()  # read S3 once, not per parser
     evaluated = transform(spark, settings, bronze, rules).persist()

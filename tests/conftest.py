@@ -75,7 +75,8 @@ def settings(local_stack: Settings, uid: str) -> Iterator[Settings]:
 
 
 @pytest.fixture(scope="session")
-def spark(base_settings: Settings) -> Any:
+def spark(local_stack: Settings) -> Any:
+    """A session on the stack's Spark Connect server (the default ``spark.mode``)."""
     from spark_jobs.session import spark_session
 
-    return spark_session(base_settings, "weatherpipe-tests")
+    return spark_session(local_stack, "weatherpipe-tests")

@@ -21,7 +21,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-stack_app = typer.Typer(help="Local services without Docker (Kafka protocol, S3, PostgreSQL).", no_args_is_help=True)
+stack_app = typer.Typer(
+    help="Local services without Docker (Kafka protocol, S3, PostgreSQL, Spark Connect).", no_args_is_help=True
+)
 config_app = typer.Typer(help="Inspect the effective settings.", no_args_is_help=True)
 db_app = typer.Typer(help="The warehouse database and its least-privilege roles.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
@@ -85,15 +87,27 @@ def _print_statuses(statuses: list[Any]) -> None:
     for s in statuses:
         pid = f" pid={s.pid}" if s.pid else ""
         detail = f" ({s.detail})" if s.detail else ""
-        typer.echo(f"{s.name:<9} {s.state:<9} {s.url}{pid}{detail}")
+        typer.echo(f"{s.name:<13} {s.state:<9} {s.url}{pid}{detail}")
 
 
 @stack_app.command("up")
-def stack_up() -> None:
+def stack_up(
+    spark_cluster: Annotated[
+        bool,
+        typer.Option(
+            "--spark-cluster",
+            help="also start a standalone Spark master and worker, and have the Connect server submit there "
+            "(the same as WEATHERPIPE_SPARK__CLUSTER=true)",
+        ),
+    ] = False,
+) -> None:
     """Start (or reuse) every local service and wait until each is healthy."""
     from weatherpipe import stack
 
-    _print_statuses(stack.up(_settings()))
+    settings = _settings()
+    if spark_cluster:
+        settings = settings.model_copy(update={"spark": settings.spark.model_copy(update={"cluster": True})})
+    _print_statuses(stack.up(settings))
 
 
 @stack_app.command("down")

@@ -141,10 +141,49 @@ class BronzeSettings(_Section):
 
 
 class SparkSettings(_Section):
+    """Where Silver's Spark runs.
+
+    ``connect`` (default): Silver is a thin client of the Spark Connect server at ``remote`` — the local stack starts
+    one (``master`` is its master), or point ``remote`` at your own. ``local``: Spark runs inside the calling process
+    (a JVM per run, no server). With ``cluster`` the stack also starts a standalone master and worker and its Connect
+    server submits there."""
+
+    mode: Literal["connect", "local"] = "connect"
+    remote: str = "sc://127.0.0.1:15002"
     master: str = "local[2]"
+    cluster: bool = False
+    master_port: int = Field(7177, ge=1, le=65535)
+    master_ui_port: int = Field(8180, ge=1, le=65535)  # the master's JSON at /json/; the worker's UI is the next port
+    connect_ui_port: int = Field(4050, ge=1, le=65535)  # the Connect server's Spark UI and REST API
+    worker_cores: int = Field(2, ge=1)
+    worker_memory: str = "2g"
+    # where the Spark processes the stack starts listen, and the address executors reach the driver at
+    driver_host: str = "127.0.0.1"
+    bind_address: str = "127.0.0.1"
+    # the Python executors run; None: the stack's own, which sees third-party packages but none of ours (our code
+    # travels as a Spark Connect artifact, as it must to another host)
+    executor_python: Path | None = None
     shuffle_partitions: int = Field(4, ge=1)
     driver_memory: str = "2g"
     read_partitions: int = Field(4, ge=1)
+
+    @field_validator("remote")
+    @classmethod
+    def _remote_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme != "sc" or not parts.hostname:
+            raise ValueError("must look like sc://host:port (a Spark Connect endpoint)")
+        return value
+
+    @property
+    def remote_host_port(self) -> tuple[str, int]:
+        parts = urlsplit(self.remote)
+        return parts.hostname or "127.0.0.1", parts.port or 15002
+
+    @property
+    def master_url(self) -> str:
+        """What the stack's Connect server submits to."""
+        return f"spark://{self.bind_address}:{self.master_port}" if self.cluster else self.master
 
 
 class DbtSettings(_Section):

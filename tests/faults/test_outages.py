@@ -1,4 +1,5 @@
-"""Services that disappear: S3 and Kafka stopped mid-write, then restarted; nothing lost or doubled."""
+"""Services that disappear: S3 and Kafka stopped mid-write, then restarted; nothing lost or doubled; a Spark
+Connect server that is not there."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ from tests.support import (
     blocked_by,
     derive,
     free_port,
+    free_port_block,
     free_s3_port,
     in_thread,
     publish_hours,
     publish_raw,
+    run_cli,
     wait_for,
 )
 from weatherpipe import stack
@@ -140,3 +143,23 @@ def test_ingest_survives_kafka_stopped_mid_publish_and_restarted(settings: Setti
         assert len({r["event_id"] for r in rows}) == len(rows)
     finally:
         kafka.down()
+
+
+def test_silver_without_its_spark_connect_server_is_one_transient_line(settings: Settings) -> None:
+    """Bronze has work for Silver, but nothing answers at ``spark.remote``: after a bounded retry the CLI prints one
+    error line (after the stage's result line) that names the endpoint and the fix, and exits as a temporary
+    failure (75)."""
+    publish_hours(settings, 6)
+    assert bronze_sink.run(settings).rows_out == 6
+    port = free_port_block(1)
+    env = {
+        "WEATHERPIPE_SPARK__REMOTE": f"sc://127.0.0.1:{port}",
+        "WEATHERPIPE_KAFKA__TOPIC": settings.kafka.topic,
+        "WEATHERPIPE_POSTGRES__STAGING_SCHEMA": settings.postgres.staging_schema,
+        "WEATHERPIPE_POSTGRES__OPS_SCHEMA": settings.postgres.ops_schema,
+    }
+    out = run_cli("silver", env=env, timeout=300)
+    assert out.returncode == ServiceUnavailable.exit_code, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr and "Warning" not in out.stderr, out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"sc://127.0.0.1:{port}" in errors[0] and "weatherpipe stack up" in errors[0]

@@ -72,11 +72,12 @@ def test_postgres_warehouse_exists(settings: Settings) -> None:
 
 
 @pytest.mark.spark
-def test_spark_local_session(local_stack: Settings) -> None:
+def test_spark_connect_server_answers(local_stack: Settings) -> None:
     from spark_jobs.session import spark_session
 
     spark = spark_session(local_stack)
     assert spark.range(10).selectExpr("sum(id) as s").collect()[0].s == 45
+    spark.stop()
 
 
 def test_stack_up_is_idempotent(local_stack: Settings) -> None:

@@ -136,6 +136,43 @@ def free_s3_port() -> int:
     raise RuntimeError("no free block of ports for a second SeaweedFS")
 
 
+def free_port_block(n: int) -> int:
+    """The first of ``n`` consecutive free ports below the kernel's ephemeral range (see ``free_s3_port``)."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        port = random.randrange(10_000, low - n)
+        if all(_bindable(p) for p in range(port, port + n)):
+            return port
+    raise RuntimeError(f"no block of {n} free ports")
+
+
+def private_spark(settings: Settings, state_dir: Path, *, cluster: bool) -> Settings:
+    """Settings for Spark services of a test's own (a Connect server, and with ``cluster`` a standalone master and
+    worker it submits to) on free ports and under ``state_dir``; start them with ``spark_services``."""
+    base = free_port_block(5)
+    return derive(
+        settings,
+        spark={
+            "mode": "connect",
+            "cluster": cluster,
+            "master_port": base,
+            "master_ui_port": base + 1,  # the worker's UI takes base + 2
+            "remote": f"sc://127.0.0.1:{base + 3}",
+            "connect_ui_port": base + 4,
+            "worker_cores": 2,
+            "worker_memory": "1g",
+            "driver_memory": "1g",
+        },
+        stack={"state_dir": state_dir},
+    )
+
+
+def spark_services(settings: Settings) -> list[Any]:
+    from weatherpipe import stack
+
+    return stack.spark_services(settings)
+
+
 def _bindable(port: int) -> bool:
     with socket.socket() as sock:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import psycopg
@@ -10,7 +11,17 @@ import pytest
 
 from ingestion import bronze_sink, stage
 from spark_jobs import schemas, silver_job
-from tests.support import NYC, blocked_by, derive, in_thread, ingest_twice_to_bronze, query, wait_for
+from tests.support import (
+    NYC,
+    blocked_by,
+    derive,
+    free_port_block,
+    in_thread,
+    ingest_twice_to_bronze,
+    query,
+    run_cli,
+    wait_for,
+)
 from weatherpipe.errors import ExpectationFailed
 from weatherpipe.settings import Settings
 
@@ -164,3 +175,20 @@ def test_the_silver_schema_is_the_staging_tables(settings: Settings) -> None:
     written = [c for c in silver_job.OBSERVATION_COLUMNS if c != "silver_run_id"]
     assert {c: table.get(c) for c in written} == {c: declared[c] for c in written}
     assert table["silver_run_id"] == "text"
+
+
+def test_local_mode_needs_no_server(settings: Settings, bronze_twice: int) -> None:
+    """``spark.mode = local`` runs the same job in the calling process (here the CLI, as a user runs it), with the
+    Connect endpoint pointing at nothing."""
+    env = {
+        "WEATHERPIPE_SPARK__MODE": "local",
+        "WEATHERPIPE_SPARK__REMOTE": f"sc://127.0.0.1:{free_port_block(1)}",
+        "WEATHERPIPE_KAFKA__TOPIC": settings.kafka.topic,
+        "WEATHERPIPE_POSTGRES__STAGING_SCHEMA": settings.postgres.staging_schema,
+        "WEATHERPIPE_POSTGRES__OPS_SCHEMA": settings.postgres.ops_schema,
+        "WEATHERPIPE_LOG_FORMAT": "json",
+    }
+    out = run_cli("silver", env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout)["rows_out"] == bronze_twice - 1
+    assert query(settings, "select count(*) from {s}.weather_observations")[0][0] == bronze_twice - 1

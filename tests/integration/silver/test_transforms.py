@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import Any
 
 import pytest
 
@@ -23,6 +24,17 @@ from spark_jobs.transforms import (
 from tests.support.fake_weather_api import open_meteo_archive, open_meteo_current, openweather_payload
 
 pytestmark = pytest.mark.spark
+
+
+@pytest.fixture(scope="module")
+def spark(local_stack: Any) -> Any:
+    """Pure transforms on tiny frames need one deployment, not the cluster too: the stack's Connect server."""
+    from spark_jobs.session import spark_session
+
+    session = spark_session(local_stack)
+    yield session
+    session.stop()
+
 T = dt.datetime(2026, 11, 28, 12, tzinfo=dt.UTC)
 PARIS = City(id="paris", name="Paris", country="FR", lat=48.85, lon=2.35, timezone="Europe/Paris")
 REPLAY_ROW = {
