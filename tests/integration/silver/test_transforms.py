@@ -35,6 +35,7 @@ def spark(local_stack: Any) -> Any:
     yield session
     session.stop()
 
+
 T = dt.datetime(2026, 11, 28, 12, tzinfo=dt.UTC)
 PARIS = City(id="paris", name="Paris", country="FR", lat=48.85, lon=2.35, timezone="Europe/Paris")
 REPLAY_ROW = {
