@@ -1,13 +1,27 @@
 """Silver: the Spark job on the replay year, and its exactly-once write path (COPY into per-task tables + one
 merge transaction) vs. a raw psycopg COPY of the same rows and vs. Spark's JDBC writer, in the same run.
 
+Then Spark Connect: one hourly interval (3 bronze objects) run as the Airflow task runs it — a fresh process —
+in local mode (a JVM per run) vs. through the stack's Connect server; and the replay year on a standalone cluster
+(master + worker + Connect server, separate JVMs) vs. in-process local mode.
+
+A process is either a local Spark or a Connect client (pyspark decides per process), so the local-mode parts run
+first, in this process, and the per-run comparisons run as fresh CLI processes.
+
 The JDBC writer needs Debian's libpostgresql-jdbc-java (/usr/share/java/postgresql.jar); without it that row is
 skipped.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pyarrow as pa
@@ -24,10 +38,47 @@ JDBC_JAR = Path("/usr/share/java/postgresql.jar")
 COLUMNS = list(silver_job.OBSERVATION_COLUMNS)
 
 
-def _spark(settings):
-    from spark_jobs.session import spark_session
+def _local_spark(settings):
+    from spark_jobs.session import local_session
 
-    return spark_session(settings, "weatherpipe-bench", {"spark.jars": str(JDBC_JAR)} if JDBC_JAR.exists() else None)
+    return local_session(settings, "weatherpipe-bench", {"spark.jars": str(JDBC_JAR)} if JDBC_JAR.exists() else None)
+
+
+def _reset(settings) -> None:
+    """Staging empty and every bronze object unprocessed again: the next job is a first run."""
+    s, o = settings.postgres.staging_schema, settings.postgres.ops_schema
+    with db.connect(settings.postgres) as conn:
+        conn.execute(
+            sql.SQL("truncate {}, {}").format(
+                *(sql.Identifier(s, t) for t in ("weather_observations", "weather_quarantine"))
+            )
+        )
+        conn.execute(sql.SQL("update {} set silver_processed_at = null").format(sql.Identifier(o, "bronze_manifest")))
+
+
+def _cli_silver(settings, mode: str, start: dt.datetime, end: dt.datetime) -> float:
+    """Wall time of ``weatherpipe silver`` for one interval in a fresh process, as an Airflow task runs it."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("WEATHERPIPE_")},
+        "WEATHERPIPE_SPARK__MODE": mode,
+        "WEATHERPIPE_KAFKA__TOPIC": settings.kafka.topic,
+        "WEATHERPIPE_POSTGRES__STAGING_SCHEMA": settings.postgres.staging_schema,
+        "WEATHERPIPE_POSTGRES__OPS_SCHEMA": settings.postgres.ops_schema,
+        "WEATHERPIPE_LOG_LEVEL": "WARNING",
+    }
+    cmd = [
+        str(Path(sys.executable).with_name("weatherpipe")),
+        "silver",
+        "--start",
+        start.isoformat(),
+        "--end",
+        end.isoformat(),
+    ]
+    wall, out = timed(lambda: subprocess.run(cmd, env=env, capture_output=True, text=True, check=False))
+    if out.returncode != 0:
+        raise RuntimeError(f"silver ({mode}) failed: {out.stderr[-500:]}")
+    assert json.loads(out.stdout)["rows_in"] > 0
+    return wall
 
 
 def run() -> list[BenchRow]:
@@ -41,7 +92,7 @@ def run() -> list[BenchRow]:
             end=settings.pipeline.replay_default_start.replace(year=2014),
         )
         bronze = bronze_sink.run(settings)
-        spark = _spark(settings)
+        spark = _local_spark(settings)
         job_s, result = timed(lambda: silver_job.run(settings, spark=spark))
         n = result.rows_out
         rows.append(
@@ -139,6 +190,54 @@ def run() -> list[BenchRow]:
                 )
             )
         df.unpersist()
+        spark.stop()
+        rows += _connect_rows(settings, job_s)
+    return rows
+
+
+def _connect_rows(settings, local_year_s: float) -> list[BenchRow]:
+    from spark_jobs.session import spark_session
+    from tests.support import private_spark, spark_services
+
+    rows: list[BenchRow] = []
+    hour = settings.pipeline.replay_default_start.astimezone(dt.UTC) + dt.timedelta(days=3)
+    local = statistics.median(_cli_silver(settings, "local", hour, hour + dt.timedelta(hours=1)) for _ in range(3))
+    connect = statistics.median(_cli_silver(settings, "connect", hour, hour + dt.timedelta(hours=1)) for _ in range(3))
+    rows.append(
+        BenchRow(
+            "silver",
+            "one hourly interval, 3 objects: Connect vs local (s)",
+            connect,
+            local,
+            local / connect,
+            ">= 5",
+            "fresh process each, median of 3",
+        )
+    )
+    with tempfile.TemporaryDirectory() as state:
+        cluster = private_spark(settings, Path(state), cluster=True)
+        services = spark_services(cluster)
+        try:
+            for service in services:
+                service.up()
+            session = spark_session(cluster)
+            _reset(settings)
+            cluster_s, result = timed(lambda: silver_job.run(settings, spark=session))
+            session.stop()
+        finally:
+            for service in reversed(services):
+                service.down()
+    rows.append(
+        BenchRow(
+            "silver",
+            "replay year on a standalone cluster vs local mode (s)",
+            cluster_s,
+            local_year_s,
+            local_year_s / cluster_s,
+            "",
+            f"master + 1 worker (2 cores) + Connect; {result.rows_in} rows",
+        )
+    )
     return rows
 
 
