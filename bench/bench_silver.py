@@ -70,9 +70,9 @@ def _cli_silver(settings, mode: str, start: dt.datetime, end: dt.datetime) -> fl
         str(Path(sys.executable).with_name("weatherpipe")),
         "silver",
         "--start",
-        start.isoformat(),
+        f"{start:%Y-%m-%dT%H:%M}",
         "--end",
-        end.isoformat(),
+        f"{end:%Y-%m-%dT%H:%M}",
     ]
     wall, out = timed(lambda: subprocess.run(cmd, env=env, capture_output=True, text=True, check=False))
     if out.returncode != 0:

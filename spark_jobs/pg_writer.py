@@ -12,11 +12,12 @@ import hashlib
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
-from weatherpipe.settings import PostgresSettings
+if TYPE_CHECKING:  # executors unpickle this module: it imports nothing beyond psycopg, pyarrow and pyspark
+    from weatherpipe.settings import PostgresSettings
 
 LOAD_PREFIX = "_silver_load_"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
@@ -17,6 +18,7 @@ from urllib.parse import quote, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    DotEnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -235,6 +237,21 @@ class PathSettings(_Section):
     dbt_project_dir: Path = Path("dbt_project")
 
 
+class _PrefixedDotEnv(DotEnvSettingsSource):
+    """``.env`` is shared with docker compose, whose own variables (``POSTGRES_USER``, ports, ...) are not ours:
+    only ``WEATHERPIPE_*`` keys are read (an unknown one is still an error, so typos surface), and
+    ``OPENWEATHER_API_KEY`` as the alias of ``WEATHERPIPE_API__OPENWEATHER_API_KEY``."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        found = super()._load_env_vars()
+        prefix = ENV_PREFIX.lower()
+        ours = {k: v for k, v in found.items() if k.lower().startswith(prefix)}
+        alias = found.get("openweather_api_key") or found.get("OPENWEATHER_API_KEY")
+        if alias:
+            ours.setdefault(f"{prefix}api__openweather_api_key", alias)
+        return ours
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -277,7 +294,8 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         yaml_source = YamlConfigSettingsSource(settings_cls, yaml_file=config_file())
-        return init_settings, env_settings, dotenv_settings, yaml_source
+        dotenv = _PrefixedDotEnv(settings_cls, env_file=getattr(dotenv_settings, "env_file", None))
+        return init_settings, env_settings, dotenv, yaml_source
 
     def path(self, relative: Path) -> Path:
         """Resolve a configured path against the project root (absolute paths pass through)."""
