@@ -13,6 +13,7 @@ BENCHES = [
     "bench.bench_bronze",
     "bench.bench_durability",
     "bench.bench_silver",
+    "bench.bench_spark",
     "bench.bench_gold",
 ]
 

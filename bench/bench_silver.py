@@ -1,12 +1,9 @@
 """Silver: the Spark job on the replay year, and its exactly-once write path (COPY into per-task tables + one
 merge transaction) vs. a raw psycopg COPY of the same rows and vs. Spark's JDBC writer, in the same run.
 
-Then Spark Connect: one hourly interval (3 bronze objects) run as the Airflow task runs it — a fresh process —
-in local mode (a JVM per run) vs. through the stack's Connect server; and the replay year on a standalone cluster
-(master + worker + Connect server, separate JVMs) vs. in-process local mode.
-
-A process is either a local Spark or a Connect client (pyspark decides per process), so the local-mode parts run
-first, in this process, and the per-run comparisons run as fresh CLI processes.
+Then the replay year on a standalone cluster (master + worker + Connect server, separate JVMs) vs. in-process
+local mode. A process is either a local Spark or a Connect client (pyspark decides per process), so the local-mode
+parts run first. (One hourly interval, local vs. Connect: ``bench_spark``.)
 
 The JDBC writer needs Debian's libpostgresql-jdbc-java (/usr/share/java/postgresql.jar); without it that row is
 skipped.
@@ -18,7 +15,6 @@ import datetime as dt
 import io
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -56,7 +52,7 @@ def _reset(settings) -> None:
         conn.execute(sql.SQL("update {} set silver_processed_at = null").format(sql.Identifier(o, "bronze_manifest")))
 
 
-def _cli_silver(settings, mode: str, start: dt.datetime, end: dt.datetime) -> float:
+def cli_silver(settings, mode: str, start: dt.datetime, end: dt.datetime) -> float:
     """Wall time of ``weatherpipe silver`` for one interval in a fresh process, as an Airflow task runs it."""
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("WEATHERPIPE_")},
@@ -196,24 +192,10 @@ def run() -> list[BenchRow]:
 
 
 def _connect_rows(settings, local_year_s: float) -> list[BenchRow]:
-    from spark_jobs.session import spark_session
+    from spark_jobs.session import release, spark_session
     from tests.support import private_spark, spark_services
 
     rows: list[BenchRow] = []
-    hour = settings.pipeline.replay_default_start.astimezone(dt.UTC) + dt.timedelta(days=3)
-    local = statistics.median(_cli_silver(settings, "local", hour, hour + dt.timedelta(hours=1)) for _ in range(3))
-    connect = statistics.median(_cli_silver(settings, "connect", hour, hour + dt.timedelta(hours=1)) for _ in range(3))
-    rows.append(
-        BenchRow(
-            "silver",
-            "one hourly interval, 3 objects: Connect vs local (s)",
-            connect,
-            local,
-            local / connect,
-            ">= 5",
-            "fresh process each, median of 3",
-        )
-    )
     with tempfile.TemporaryDirectory() as state:
         cluster = private_spark(settings, Path(state), cluster=True)
         services = spark_services(cluster)
@@ -223,7 +205,7 @@ def _connect_rows(settings, local_year_s: float) -> list[BenchRow]:
             session = spark_session(cluster)
             _reset(settings)
             cluster_s, result = timed(lambda: silver_job.run(settings, spark=session))
-            session.stop()
+            release(session)
         finally:
             for service in reversed(services):
                 service.down()

@@ -16,6 +16,8 @@ from pyspark.sql.types import StructType
 
 from spark_jobs import schemas
 
+OBJECTS_PER_TASK = 64  # at least this many objects before the read is split over another task
+
 
 class ObjectGroup(InputPartition):
     def __init__(self, keys: list[str]) -> None:
@@ -28,9 +30,10 @@ class BronzeReader(DataSourceReader):
         self.options = dict(options)
 
     def partitions(self) -> list[InputPartition]:
-        """A few partitions of many objects each: Spark's per-task cost dwarfs reading one small object."""
+        """A few partitions of many objects each: Spark's per-task cost (a Python worker among it) dwarfs reading
+        one small object, so an hourly run of a handful of objects is one task."""
         keys: list[str] = json.loads(self.options["keys"])
-        n = max(1, min(len(keys), int(self.options.get("partitions", "4"))))
+        n = max(1, min(-(-len(keys) // OBJECTS_PER_TASK), int(self.options.get("partitions", "4"))))
         return [ObjectGroup(keys[i::n]) for i in range(n)]
 
     def read(self, partition: InputPartition) -> Iterator[Any]:

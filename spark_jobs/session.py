@@ -15,11 +15,13 @@ a bounded retry — never a ten-minute hang or a gRPC traceback.
 from __future__ import annotations
 
 import contextlib
+import getpass
 import hashlib
 import io
 import os
 import sys
 import tempfile
+import uuid
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -37,7 +39,6 @@ SESSION_CONF = {
     "spark.sql.ansi.enabled": "false",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
 }
-_shipped: set[tuple[str, str]] = set()  # (session id, artifact name) already uploaded
 
 
 def spark_session(settings: Settings, app_name: str = "weatherpipe", extra_conf: dict[str, str] | None = None) -> Any:
@@ -47,8 +48,12 @@ def spark_session(settings: Settings, app_name: str = "weatherpipe", extra_conf:
 
 
 def connect_session(settings: Settings) -> Any:
-    """A new session on the configured Connect server, with our code shipped to it. (A new one each time: the
-    builder's ``getOrCreate`` would hand back a session of another server, or one a restarted server forgot.)"""
+    """A client of the configured Connect server on the shared session of this code version, with the code shipped.
+
+    Every process (each Airflow task, each CLI run) joins the same server-side session (``session_url``): its
+    Python workers, which have our artifact on their path, stay warm between hourly runs instead of starting for
+    each. Clients never stop that session (``release`` closes only their channel); the server drops it when idle.
+    (A new client object each time: the builder's ``getOrCreate`` would hand back a client of another server.)"""
     from pyspark.sql.connect.client.retries import DefaultPolicy
     from pyspark.sql.connect.session import SparkSession
 
@@ -58,33 +63,44 @@ def connect_session(settings: Settings) -> Any:
     os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"
     # pyspark warns when it gives up retrying; the outage is reported once, as our error
     warnings.filterwarnings("ignore", message=r"\[RETRIES_EXCEEDED\]", category=UserWarning)
-    spark = SparkSession.builder.remote(settings.spark.remote).create()  # no RPC yet
+    artifact = code_artifact()
+    spark = SparkSession.builder.remote(session_url(settings.spark.remote, artifact)).create()  # no RPC yet
     # pyspark's default retries UNAVAILABLE for about ten minutes; a stopped server should fail within seconds
     spark.client.set_retry_policies([DefaultPolicy(max_retries=5, initial_backoff=200, max_backoff=4000)])
     try:
         with spark_errors(settings):
             for key, value in conf.items():  # the first RPC tells whether the server is there
                 spark.conf.set(key, value)
-            ship_code(spark)
+            ship_code(spark, artifact)
     except BaseException:
         release(spark)  # or its exit hooks would retry against a server that is not there
         raise
     return spark
 
 
+def session_url(remote: str, artifact: Path) -> str:
+    """``remote`` with the shared session of this code version and user (unless the URL names a session)."""
+    if "session_id=" in remote:
+        return remote
+    name = f"weatherpipe:{getpass.getuser()}:{artifact.stem}"
+    session = uuid.uuid5(uuid.NAMESPACE_URL, name)
+    return f"{remote};session_id={session}" if "/;" in remote else f"{remote.rstrip('/')}/;session_id={session}"
+
+
 def release(spark: Any) -> None:
-    """Close a Connect session now, without retrying: a server that is gone has forgotten it anyway."""
+    """Close this client's channel now, without retrying. A Connect session is shared (never stopped here: other
+    processes may be using it); a local one is left to its process."""
+    if not hasattr(spark, "client"):
+        return
     with contextlib.suppress(Exception):
         spark.client.set_retry_policies([])
-        spark.stop()
+        spark.client.close()
 
 
-def ship_code(spark: Any) -> None:
-    artifact = code_artifact()
-    key = (spark.session_id, artifact.name)
-    if key not in _shipped:
-        spark.addArtifacts(str(artifact), pyfile=True)
-        _shipped.add(key)
+def ship_code(spark: Any, artifact: Path | None = None) -> None:
+    """Upload our packages to the session (again: a restarted server forgets what it had; re-adding the same
+    content is accepted, and costs one small upload)."""
+    spark.addArtifacts(str(artifact or code_artifact()), pyfile=True)
 
 
 def code_artifact() -> Path:
@@ -148,6 +164,7 @@ def _connect_outage(exc: BaseException) -> bool:
 
 def local_session(settings: Settings, app_name: str = "weatherpipe", extra_conf: dict[str, str] | None = None) -> Any:
     """An in-process Spark: no server needed, a JVM per process."""
+    os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)  # inherited from a Connect client that started this process
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     from pyspark.sql import SparkSession

@@ -456,7 +456,8 @@ class _SparkProcess(Service):
 
     def env(self) -> dict[str, str]:
         spark = self.settings.spark
-        env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "SPARK_CONF_DIR"}}
+        inherited = {"PYTHONPATH", "SPARK_CONF_DIR", "SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED"}
+        env = {k: v for k, v in os.environ.items() if k not in inherited}
         env.update(
             SPARK_HOME=str(spark_home()),
             PYSPARK_PYTHON=str(executor_python(self.settings)),

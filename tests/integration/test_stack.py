@@ -73,11 +73,11 @@ def test_postgres_warehouse_exists(settings: Settings) -> None:
 
 @pytest.mark.spark
 def test_spark_connect_server_answers(local_stack: Settings) -> None:
-    from spark_jobs.session import spark_session
+    from spark_jobs.session import release, spark_session
 
     spark = spark_session(local_stack)
     assert spark.range(10).selectExpr("sum(id) as s").collect()[0].s == 45
-    spark.stop()
+    release(spark)
 
 
 def test_stack_up_is_idempotent(local_stack: Settings) -> None:

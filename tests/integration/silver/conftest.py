@@ -31,9 +31,9 @@ def spark_cluster(local_stack: Settings, tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture(scope="session", params=["connect", "cluster"])
 def spark(request: pytest.FixtureRequest, local_stack: Settings) -> Iterator[Any]:
-    from spark_jobs.session import spark_session
+    from spark_jobs.session import release, spark_session
 
     target = local_stack if request.param == "connect" else request.getfixturevalue("spark_cluster")
     session = spark_session(target)
     yield session
-    session.stop()
+    release(session)

@@ -35,11 +35,11 @@ def tasks_by_executor(cluster: Settings) -> dict[str, int]:
 
 @pytest.fixture
 def cluster_session(spark_cluster: Settings) -> Iterator[Any]:
-    from spark_jobs.session import spark_session
+    from spark_jobs.session import release, spark_session
 
     session = spark_session(spark_cluster)
     yield session
-    session.stop()
+    release(session)
 
 
 def test_silver_tasks_run_on_the_workers_executors(

@@ -29,11 +29,11 @@ pytestmark = pytest.mark.spark
 @pytest.fixture(scope="module")
 def spark(local_stack: Any) -> Any:
     """Pure transforms on tiny frames need one deployment, not the cluster too: the stack's Connect server."""
-    from spark_jobs.session import spark_session
+    from spark_jobs.session import release, spark_session
 
     session = spark_session(local_stack)
     yield session
-    session.stop()
+    release(session)
 
 
 T = dt.datetime(2026, 11, 28, 12, tzinfo=dt.UTC)
