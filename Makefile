@@ -56,6 +56,7 @@ test-faults: stack-up manifest  ## kills, outages, full disks
 
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/ruff format --check .
 	cd dbt_project && ../$(BIN)/sqlfluff lint models snapshots tests
 

@@ -45,7 +45,7 @@ def _rows(settings: Settings, start: str, hours: int) -> None:
 
 def _prepare(settings: Settings) -> None:
     silver_job.ensure_staging(settings)
-    from ingestion.cities import load_cities
+    from weatherpipe.cities import load_cities
 
     with db.connect(settings.postgres) as conn, conn.cursor() as cur:
         cur.executemany(

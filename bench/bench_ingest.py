@@ -6,11 +6,11 @@ from __future__ import annotations
 from kafka import KafkaProducer
 
 from bench.common import BenchRow, isolated, timed
-from ingestion.cities import load_cities
 from ingestion.envelope import Envelope
 from ingestion.producer import make_producer, publish
 from ingestion.sources.base import Observation
 from ingestion.sources.replay import ReplaySource
+from weatherpipe.cities import load_cities
 from weatherpipe.kafka import ensure_topic
 
 

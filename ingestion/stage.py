@@ -22,11 +22,11 @@ from collections.abc import Iterator
 from kafka.errors import KafkaError
 
 from ingestion.budget import CallBudget
-from ingestion.cities import load_cities
 from ingestion.envelope import SOURCES, Envelope
 from ingestion.producer import make_producer, publish
 from ingestion.sources.base import FetchFailure, FetchItem, Observation, ProviderUnreachable, WeatherSource
 from weatherpipe.audit import stage_scope
+from weatherpipe.cities import load_cities
 from weatherpipe.errors import ConfigError, DeliveryError, SourceError
 from weatherpipe.kafka import ensure_topic
 from weatherpipe.log import Redactor

@@ -19,13 +19,13 @@ from typing import Any
 
 from psycopg import sql
 
-from ingestion.cities import load_cities
 from spark_jobs import schemas
 from spark_jobs.expectations import evaluate, load_expectations, rule_counts, split
 from spark_jobs.pg_writer import LoadTable, copy_partitions, sweep_orphans
 from spark_jobs.transforms import attach_cities, deduplicate, to_canonical
 from weatherpipe import db
 from weatherpipe.audit import stage_scope
+from weatherpipe.cities import load_cities
 from weatherpipe.errors import ExpectationFailed, TransientError
 from weatherpipe.results import StageResult, new_run_id
 from weatherpipe.settings import Settings

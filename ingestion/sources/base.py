@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import requests
 from tenacity import RetryCallState, retry, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from ingestion.cities import City
+from weatherpipe.cities import City
 from weatherpipe.errors import PipelineError, SourceError, TerminalError
 from weatherpipe.settings import ApiSettings
 

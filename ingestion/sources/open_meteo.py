@@ -13,7 +13,6 @@ from typing import Any
 
 import msgspec
 
-from ingestion.cities import City
 from ingestion.sources.base import (
     BadBody,
     CityFailed,
@@ -23,6 +22,7 @@ from ingestion.sources.base import (
     Observation,
     ProviderUnreachable,
 )
+from weatherpipe.cities import City
 from weatherpipe.errors import PipelineError
 from weatherpipe.settings import Settings
 

@@ -17,7 +17,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ingestion.cities import City
 from ingestion.sources.base import (
     BadBody,
     CityFailed,
@@ -29,6 +28,7 @@ from ingestion.sources.base import (
     RateLimiter,
     epoch_seconds,
 )
+from weatherpipe.cities import City
 from weatherpipe.errors import BudgetExceeded, ConfigError, PipelineError, SourceAuthError
 from weatherpipe.settings import Settings
 

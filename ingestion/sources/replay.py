@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
-from ingestion.cities import City
 from ingestion.sources.base import FetchFailure, FetchItem, Observation
+from weatherpipe.cities import City
 from weatherpipe.settings import Settings
 
 DATASET_START = dt.datetime(2013, 1, 1, tzinfo=dt.UTC)

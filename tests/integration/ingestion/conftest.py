@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from ingestion.cities import load_cities
 from tests.support import derive
 from tests.support.fake_weather_api import API_KEY, FakeWeatherApi
+from weatherpipe.cities import load_cities
 from weatherpipe.settings import Settings
 
 

@@ -10,11 +10,11 @@ import pytest
 
 from ingestion import stage
 from ingestion.budget import CallBudget
-from ingestion.cities import load_cities
 from ingestion.envelope import Envelope
 from ingestion.sources.base import ProviderUnreachable
 from tests.support import consume_all, derive, query
 from tests.support.fake_weather_api import API_KEY, OW_404, OW_429, FakeWeatherApi, Reply, open_meteo_current
+from weatherpipe.cities import load_cities
 from weatherpipe.errors import ConfigError
 from weatherpipe.settings import Settings, load_settings
 from weatherpipe.storage import ObjectStore

@@ -28,6 +28,13 @@ def test_ruff_format() -> None:
 
 
 @pytest.mark.slow
+def test_import_layers() -> None:
+    """The ground floor imports no stage, stages import no entry point nor one another (pyproject's contracts)."""
+    out = _run(str(BIN / "lint-imports"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "0 broken" in out.stdout
+
+
 def test_sqlfluff_lint_dbt_project(local_stack) -> None:
     out = _run(str(BIN / "sqlfluff"), "lint", "models", "snapshots", "tests", cwd=ROOT / "dbt_project")
     assert out.returncode == 0, out.stdout[-4000:]

@@ -46,9 +46,9 @@ def test_no_secret_in_the_repository() -> None:
 def test_canary_secrets_never_land_anywhere(settings: Settings, spark, tmp_path: Path, capfd) -> None:
     """A run with canary API key and passwords: none appears in logs, exceptions, Kafka, bronze, tables or docs."""
     from ingestion import stage
-    from ingestion.cities import load_cities
     from tests.support import bronze_rows, consume_all
     from tests.support.fake_weather_api import FakeWeatherApi
+    from weatherpipe.cities import load_cities
     from weatherpipe.log import configure_logging
 
     key, pg_password, bi_password = "owm-CANARY-5f1e2d", "pg-CANARY-77aa", "bi-CANARY-99bb"

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from ingestion.cities import City
 from spark_jobs import schemas
 from spark_jobs.expectations import Expectation, evaluate, rule_counts, split
 from spark_jobs.transforms import (
@@ -22,6 +21,7 @@ from spark_jobs.transforms import (
     to_canonical,
 )
 from tests.support.fake_weather_api import open_meteo_archive, open_meteo_current, openweather_payload
+from weatherpipe.cities import City
 
 pytestmark = pytest.mark.spark
 
