@@ -666,12 +666,9 @@ def retention(
 def main() -> None:  # pragma: no cover - `python -m ingestion.bronze_sink [--follow]`, used by the crash test
     import sys
 
-    from weatherpipe.log import configure_logging
-    from weatherpipe.settings import load_settings
+    from weatherpipe.log import bootstrap
 
-    settings = load_settings()
-    configure_logging(settings.log_level, "json", settings.secrets())
-    run(settings, follow="--follow" in sys.argv)
+    run(bootstrap("json"), follow="--follow" in sys.argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -274,16 +274,14 @@ def merge(
 def main() -> None:  # pragma: no cover - spark-submit entry point
     import argparse
 
-    from weatherpipe.log import configure_logging
-    from weatherpipe.settings import load_settings
+    from weatherpipe.log import bootstrap
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--start", type=dt.datetime.fromisoformat)
     parser.add_argument("--end", type=dt.datetime.fromisoformat)
     parser.add_argument("--run-id")
     args = parser.parse_args()
-    settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format, settings.secrets())
+    settings = bootstrap()
     utc = [(t.replace(tzinfo=dt.UTC) if t and t.tzinfo is None else t) for t in (args.start, args.end)]
     print(json.dumps(run(settings, start=utc[0], end=utc[1], run_id=args.run_id).to_dict(), default=str))
 

@@ -15,12 +15,9 @@ from weatherpipe.errors import PipelineError
 
 
 def _settings() -> Any:
-    from weatherpipe.log import configure_logging
-    from weatherpipe.settings import load_settings
+    from weatherpipe.log import bootstrap
 
-    settings = load_settings()
-    configure_logging(settings.log_level, "json", settings.secrets())
-    return settings
+    return bootstrap("json")
 
 
 def _guard(fn: Callable[[], Any]) -> Any:

@@ -11,9 +11,9 @@ from typing import Annotated, Any
 import typer
 
 from weatherpipe.errors import PipelineError
-from weatherpipe.log import REDACT, configure_logging
+from weatherpipe.log import REDACT, bootstrap
 from weatherpipe.results import StageResult
-from weatherpipe.settings import Settings, load_settings
+from weatherpipe.settings import Settings
 
 app = typer.Typer(
     help="Weather data platform: ingest -> bronze -> silver -> gold.",
@@ -34,9 +34,7 @@ log = logging.getLogger("weatherpipe")
 
 
 def _settings() -> Settings:
-    settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format, settings.secrets())
-    return settings
+    return bootstrap()
 
 
 def _echo_result(result: StageResult) -> None:
