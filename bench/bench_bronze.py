@@ -16,7 +16,7 @@ import time
 from kafka import KafkaConsumer, TopicPartition
 
 from bench.common import BenchRow, isolated, timed
-from ingestion import bronze_sink, stage
+from ingestion import bronze, stage
 from ingestion.envelope import Envelope
 from ingestion.producer import make_producer, publish
 from weatherpipe.settings import Settings
@@ -54,7 +54,7 @@ def _measure(settings: Settings, n: int, label: str, target: str, rounds: int = 
                 ),
             }
         )
-        ours_s, result = timed(lambda s=fresh: bronze_sink.run(s))
+        ours_s, result = timed(lambda s=fresh: bronze.run(s))
         assert seen == n == result.rows_out, (seen, n, result.rows_out)
         refs.append(ref_s)
         ours.append(ours_s)
@@ -95,7 +95,7 @@ def _warm_up() -> None:
         publish(producer, settings.kafka, dense_stream(3_000, 100))
         producer.close()
         _consume_only(settings, 3_000)
-        bronze_sink.run(settings)
+        bronze.run(settings)
 
 
 def run() -> list[BenchRow]:

@@ -25,7 +25,7 @@ import pyarrow.csv as pacsv
 from psycopg import sql
 
 from bench.common import BenchRow, isolated, timed
-from ingestion import bronze_sink, stage
+from ingestion import bronze, stage
 from spark_jobs import schemas, silver_job
 from spark_jobs.pg_writer import copy_partitions
 from weatherpipe import db
@@ -87,14 +87,14 @@ def run() -> list[BenchRow]:
             start=settings.pipeline.replay_default_start.replace(month=1, day=1),
             end=settings.pipeline.replay_default_start.replace(year=2014),
         )
-        bronze = bronze_sink.run(settings)
+        drained = bronze.run(settings)
         spark = _local_spark(settings)
         job_s, result = timed(lambda: silver_job.run(settings, spark=spark))
         n = result.rows_out
         rows.append(
             BenchRow(
                 "silver",
-                f"job rate, replay year, {bronze.rows_out} rows (rows/s)",
+                f"job rate, replay year, {drained.rows_out} rows (rows/s)",
                 result.rows_in / job_s,
                 0,
                 0,

@@ -9,7 +9,7 @@ import statistics
 
 from bench.bench_silver import cli_silver
 from bench.common import BenchRow, isolated
-from ingestion import bronze_sink, stage
+from ingestion import bronze, stage
 
 
 def run() -> list[BenchRow]:
@@ -17,7 +17,7 @@ def run() -> list[BenchRow]:
         hour = dt.datetime(2013, 1, 4, 5, tzinfo=dt.UTC)
         end = hour + dt.timedelta(hours=1)
         stage.run(settings, source="replay", city_ids=["nyc-jfk", "nyc-lga", "nyc-ewr"], start=hour, end=end)
-        objects = bronze_sink.run(settings).objects
+        objects = bronze.run(settings).objects
         cli_silver(settings, "connect", hour, end)  # the first run of a code version ships it to the server
         local, connect = [], []
         for _ in range(3):

@@ -44,10 +44,10 @@ def ingest(run_id: str, start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
 
 
 def bronze(run_id: str) -> dict[str, Any]:
-    from ingestion import bronze_sink
+    from ingestion import bronze
 
     settings = _settings()
-    return _guard(lambda: bronze_sink.run(settings, run_id=run_id)).summary()
+    return _guard(lambda: bronze.run(settings, run_id=run_id)).summary()
 
 
 def silver(run_id: str, window: dict[str, Any]) -> dict[str, Any]:
@@ -73,9 +73,9 @@ def reconcile(run_id: str) -> dict[str, Any]:
 
 
 def retention(days: int) -> dict[str, Any]:
-    from ingestion import bronze_sink
+    from ingestion import bronze
 
-    return _guard(lambda: bronze_sink.retention(_settings(), days=days)).summary()
+    return _guard(lambda: bronze.retention(_settings(), days=days)).summary()
 
 
 def sweep_staging() -> dict[str, Any]:

@@ -161,9 +161,9 @@ def bronze(
     run_id: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Move messages from Kafka into raw Parquet on S3, exactly once."""
-    from ingestion import bronze_sink
+    from ingestion import bronze
 
-    _echo_result(bronze_sink.run(_settings(), follow=follow, run_id=run_id))
+    _echo_result(bronze.run(_settings(), follow=follow, run_id=run_id))
 
 
 @app.command()
@@ -225,9 +225,9 @@ def retention(
     force: Annotated[bool, typer.Option(help="also delete objects Silver has not processed yet")] = False,
 ) -> None:
     """Delete bronze objects (and manifest rows) that bronze wrote more than N days ago and Silver has processed."""
-    from ingestion import bronze_sink
+    from ingestion import bronze
 
-    _echo_result(bronze_sink.retention(_settings(), days=bronze_days, dry_run=dry_run, force=force))
+    _echo_result(bronze.retention(_settings(), days=bronze_days, dry_run=dry_run, force=force))
 
 
 @app.command()

@@ -123,7 +123,7 @@ def run(
 ) -> PipelineSummary:
     from rich.console import Console
 
-    from ingestion import bronze_sink
+    from ingestion import bronze
     from ingestion import stage as ingest_stage
     from spark_jobs import silver_job
     from weatherpipe import gold
@@ -136,7 +136,7 @@ def run(
     console = Console(stderr=True)
     steps = [
         ("ingest", lambda: ingest_stage.run(settings, source=name, start=start, end=end, run_id=summary.run_id)),
-        ("bronze", lambda: bronze_sink.run(settings, run_id=summary.run_id)),
+        ("bronze", lambda: bronze.run(settings, run_id=summary.run_id)),
         ("silver", lambda: silver_job.run(settings, start=start, end=end, run_id=summary.run_id)),
         ("gold", lambda: gold.run(settings, run_id=summary.run_id)),
     ]

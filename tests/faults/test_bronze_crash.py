@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from ingestion import bronze_sink
+from ingestion import bronze
 from tests.support import (
     ROOT,
     bronze_rows,
@@ -87,7 +87,7 @@ class Manifest:
 
 def _start_sink(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "ingestion.bronze_sink", *args],
+        [sys.executable, "-m", "ingestion.bronze", *args],
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -139,18 +139,18 @@ def test_exactly_once_under_repeated_sigkill(settings: Settings) -> None:
     moved_by_killed_sinks = manifest.rows()
     print(f"follow: {kills} kills over {backlog.published} messages, {moved_by_killed_sinks} rows moved by them")
     manifest.close()
-    final = bronze_sink.run(crashy)  # restart once more, in drain mode, to finish the backlog
+    final = bronze.run(crashy)  # restart once more, in drain mode, to finish the backlog
     assert final.status in {"success", "partial"}
     assert moved_by_killed_sinks > 0 and kills == 12
     _assert_exactly_once(crashy, backlog)
 
 
 def _sink_processes(topic_env: dict[str, str]) -> list[int]:
-    """Live (not zombie) processes running ``ingestion.bronze_sink`` with this test's topic."""
+    """Live (not zombie) processes running ``python -m ingestion.bronze`` with this test's topic."""
     found = []
     for proc in Path("/proc").glob("[0-9]*"):
         try:
-            if b"ingestion.bronze_sink" not in (proc / "cmdline").read_bytes():
+            if b"\x00ingestion.bronze\x00" not in (proc / "cmdline").read_bytes():
                 continue
             if topic_env["WEATHERPIPE_KAFKA__TOPIC"].encode() not in (proc / "environ").read_bytes():
                 continue
@@ -186,7 +186,7 @@ def test_drain_workers_exactly_once_under_repeated_sigkill(settings: Settings) -
         wait_for(lambda: not _sink_processes(env), what="the killed sink's workers to die")
     print(f"drain: {kills} kills in {runs} runs over {backlog.published} messages")  # shown with -s / -rP
     manifest.close()
-    final = bronze_sink.run(crashy)
+    final = bronze.run(crashy)
     assert final.details["workers"] == 3
     _assert_exactly_once(crashy, backlog)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer
 
-from ingestion import bronze_sink, stage
+from ingestion import bronze, stage
 from tests.support import NYC, assert_bronze_exactly, derive, free_port, free_s3_port, is_zombie, wait_for
 from weatherpipe import db, stack
 from weatherpipe.settings import Settings
@@ -50,7 +50,7 @@ def test_a_broker_killed_between_ingest_and_drain_loses_nothing(durable: tuple[S
     broker: the next drain reads exactly what the earlier drain had not, and bronze holds every message once."""
     other, broker = durable
     first = stage.run(other, source="replay", city_ids=NYC, start=START, end=START + DAY)
-    assert bronze_sink.run(other).rows_out == first.rows_out  # drained: offsets committed
+    assert bronze.run(other).rows_out == first.rows_out  # drained: offsets committed
     second = stage.run(other, source="replay", city_ids=NYC, start=START + DAY, end=START + 2 * DAY)
     assert second.status == "success" and second.rows_out > 0  # acknowledged (acks=all), not drained yet
 
@@ -60,7 +60,7 @@ def test_a_broker_killed_between_ingest_and_drain_loses_nothing(durable: tuple[S
     consumer = KafkaConsumer(bootstrap_servers=other.kafka.bootstrap_servers)
     assert len(consumer.partitions_for_topic(other.kafka.topic) or ()) == other.kafka.partitions
     consumer.close()
-    after = bronze_sink.run(other)
+    after = bronze.run(other)
     assert after.rows_in == second.rows_out  # the committed offsets survived: nothing read twice
     assert_bronze_exactly(other, first.rows_out + second.rows_out)
 

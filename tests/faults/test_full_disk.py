@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ingestion import bronze_sink
+from ingestion import bronze
 from tests.support import assert_bronze_exactly, derive, free_port, free_s3_port, publish_hours, run_cli
 from weatherpipe import db, stack
 from weatherpipe.errors import ServiceUnavailable
@@ -65,7 +65,7 @@ def test_bronze_on_a_full_disk_then_freed(settings: Settings, small_disk: Path) 
         ObjectStore(other.s3).put("warm-up", bytes(1024))  # the store's volumes exist before the disk fills
         filler = _fill(small_disk)
         with pytest.raises(ServiceUnavailable) as failed:
-            bronze_sink.run(other)
+            bronze.run(other)
         assert failed.value.transient and other.s3.endpoint_url in str(failed.value), failed.value
         with db.connect(other.postgres.admin) as conn:
             written = conn.execute(f'select count(*) from "{other.postgres.ops_schema}".bronze_manifest').fetchone()
@@ -73,7 +73,7 @@ def test_bronze_on_a_full_disk_then_freed(settings: Settings, small_disk: Path) 
         filler.unlink()
         s3.down()  # SeaweedFS keeps the volumes it failed to write read-only until it restarts
         s3.up()
-        assert bronze_sink.run(other).status == "success"
+        assert bronze.run(other).status == "success"
         assert_bronze_exactly(other, total)
     finally:
         s3.down()

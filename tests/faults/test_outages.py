@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from ingestion import bronze_sink
+from ingestion import bronze
 from tests.support import (
     NYC,
     assert_bronze_exactly,
@@ -52,9 +52,9 @@ def test_bronze_survives_s3_outage_and_recovers_exactly_once(settings: Settings)
     publish_raw(settings, msgs)
     broken = derive(settings, s3={"endpoint_url": "http://127.0.0.1:9"})
     with pytest.raises(ServiceUnavailable) as err:
-        bronze_sink.run(broken)
+        bronze.run(broken)
     assert err.value.transient and "127.0.0.1:9" in str(err.value)
-    recovered = bronze_sink.run(settings)
+    recovered = bronze.run(settings)
     assert recovered.rows_out == 30
     rows = bronze_rows(settings)
     assert len(rows) == 30 and len({r["event_id"] for r in rows}) == 30
@@ -79,7 +79,7 @@ def test_bronze_survives_s3_stopped_mid_write_and_restarted(settings: Settings, 
         s3.up()
         with psycopg.connect(other.postgres.admin.conninfo()) as blocker:
             blocker.execute(f"lock table {manifest} in share mode")  # a worker's first record waits for it
-            thread, out = in_thread(lambda: bronze_sink.run(other))
+            thread, out = in_thread(lambda: bronze.run(other))
             wait_for(
                 lambda: blocked_by(other, blocker, "%bronze_manifest%") or not thread.is_alive(),
                 what="a bronze worker recording its first object",
@@ -92,7 +92,7 @@ def test_bronze_survives_s3_stopped_mid_write_and_restarted(settings: Settings, 
         assert isinstance(error, ServiceUnavailable) and error.transient, out
         assert other.s3.endpoint_url in str(error) and "Traceback" not in str(error)
         s3.up()
-        again = bronze_sink.run(other)
+        again = bronze.run(other)
         assert again.status == "success"
         assert_bronze_exactly(other, total)
     finally:
@@ -137,7 +137,7 @@ def test_ingest_survives_kafka_stopped_mid_publish_and_restarted(settings: Setti
         kafka.up()  # memory storage: the restarted broker is empty, the window is ingested again
         again = stage.run(other, source="replay", **window)
         assert again.status == "success" and again.rows_out == again.rows_in > 400
-        drained = bronze_sink.run(other)
+        drained = bronze.run(other)
         rows = bronze_rows(other)
         assert drained.rows_out == len(rows) == again.rows_out
         assert len({r["event_id"] for r in rows}) == len(rows)
@@ -150,7 +150,7 @@ def test_silver_without_its_spark_connect_server_is_one_transient_line(settings:
     error line (after the stage's result line) that names the endpoint and the fix, and exits as a temporary
     failure (75)."""
     publish_hours(settings, 6)
-    assert bronze_sink.run(settings).rows_out == 6
+    assert bronze.run(settings).rows_out == 6
     port = free_port_block(1)
     env = {
         "WEATHERPIPE_SPARK__REMOTE": f"sc://127.0.0.1:{port}",

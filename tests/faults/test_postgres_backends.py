@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from ingestion import bronze_sink
+from ingestion import bronze
 from spark_jobs import silver_job
 from spark_jobs.pg_writer import LOAD_PREFIX
 from tests.support import NYC, derive, in_thread
@@ -56,7 +56,7 @@ def test_silver_merge_survives_a_terminated_backend(settings: Settings, spark) -
     from ingestion import stage
 
     stage.run(settings, source="replay", city_ids=NYC, start=START, end=START + dt.timedelta(days=1))
-    bronze = bronze_sink.run(settings)
+    drained = bronze.run(settings)
     silver_job.ensure_staging(settings)
     pg = settings.postgres
     staging = f'"{pg.staging_schema}"."weather_observations"'
@@ -79,9 +79,9 @@ def test_silver_merge_survives_a_terminated_backend(settings: Settings, spark) -
         ).fetchall()
     assert status == [("failed",)]
     again = silver_job.run(settings, spark=spark)
-    assert again.status == "success" and again.rows_out == bronze.rows_out
+    assert again.status == "success" and again.rows_out == drained.rows_out
     with db.connect(pg) as conn:
-        assert conn.execute(f"select count(*) from {staging}").fetchone()[0] == bronze.rows_out
+        assert conn.execute(f"select count(*) from {staging}").fetchone()[0] == drained.rows_out
         leftovers = conn.execute(
             "select count(*) from pg_tables where schemaname = %s and starts_with(tablename, %s)",
             (pg.staging_schema, LOAD_PREFIX),
@@ -100,7 +100,7 @@ def test_dbt_build_survives_terminated_backends(settings: Settings, spark) -> No
         for day in range(2):
             start = START + dt.timedelta(days=day)
             stage.run(warehouse, source="replay", city_ids=NYC, start=start, end=start + dt.timedelta(days=1))
-            bronze_sink.run(warehouse)
+            bronze.run(warehouse)
             silver_job.run(warehouse, spark=spark)
             if day == 0:
                 gold.run(warehouse)

@@ -6,7 +6,7 @@ import collections
 
 import pytest
 
-from ingestion import bronze_sink
+from ingestion import bronze
 from spark_jobs import silver_job
 from tests.support import deadletters, derive, publish_raw
 from tests.support.corpus.build_corpus import load, value
@@ -21,10 +21,10 @@ def test_hostile_corpus_through_the_whole_pipeline(settings: Settings, spark) ->
     expected = collections.Counter(c["expect"] for c in corpus)
     publish_raw(settings, [value(c) for c in corpus], keys=[f"corpus-{c['id']}".encode() for c in corpus])
 
-    bronze = bronze_sink.run(settings)  # must not crash
-    assert bronze.rows_in == len(corpus)
-    assert bronze.rows_rejected == expected["deadletter"]
-    assert bronze.rows_out == len(corpus) - expected["deadletter"]
+    drained = bronze.run(settings)  # must not crash
+    assert drained.rows_in == len(corpus)
+    assert drained.rows_rejected == expected["deadletter"]
+    assert drained.rows_out == len(corpus) - expected["deadletter"]
     dead = deadletters(settings)
     assert len(dead) == expected["deadletter"] and all(d["reason"] for d in dead)
     by_key = {d["key"]: d for d in dead}
@@ -34,7 +34,7 @@ def test_hostile_corpus_through_the_whole_pipeline(settings: Settings, spark) ->
 
     silver = silver_job.run(settings, spark=spark)  # must not crash
     d = silver.details
-    assert silver.rows_in == bronze.rows_out
+    assert silver.rows_in == drained.rows_out
     assert silver.rows_rejected == expected["quarantine"]
     assert d["inserted"] == expected["clean"] and d["duplicates_in_batch"] == expected["duplicate"]
     assert (

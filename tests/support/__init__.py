@@ -326,11 +326,11 @@ def marts_hash(settings: Settings) -> tuple:
 def ingest_twice_to_bronze(settings: Settings, start: Any, end: Any) -> int:
     """The replay window ingested twice (a re-fetch: same event ids, later ingestion) and drained to bronze;
     returns the rows of one ingest."""
-    from ingestion import bronze_sink, stage
+    from ingestion import bronze, stage
 
     first = stage.run(settings, source="replay", city_ids=NYC, start=start, end=end)
     stage.run(settings, source="replay", city_ids=NYC, start=start, end=end)
-    assert bronze_sink.run(settings).rows_out == 2 * first.rows_out
+    assert bronze.run(settings).rows_out == 2 * first.rows_out
     return first.rows_out
 
 
@@ -374,9 +374,9 @@ def drop_warehouse(settings: Settings) -> None:
 
 def load_replay(settings: Settings, spark: Any, start: Any, end: Any) -> None:
     """The replay of the three New York stations over ``[start, end)``, through ingest, bronze and Silver."""
-    from ingestion import bronze_sink, stage
+    from ingestion import bronze, stage
     from spark_jobs import silver_job
 
     stage.run(settings, source="replay", city_ids=NYC, start=start, end=end)
-    bronze_sink.run(settings)
+    bronze.run(settings)
     silver_job.run(settings, spark=spark)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from ingestion.kafka_records import Message, lean_records
+from ingestion.bronze.consumer import Message, lean_records
 from tests.support import SAMPLE_RECORDS
 from weatherpipe.kafka import ensure_topic
 from weatherpipe.settings import Settings

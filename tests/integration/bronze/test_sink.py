@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from ingestion import bronze_sink, stage
+from ingestion import bronze, stage
 from tests.support import bronze_rows, deadletters, envelope_bytes, manifest_rows, publish_raw, query
 from weatherpipe.settings import Settings
 
@@ -16,7 +16,7 @@ def test_n_published_is_n_in_bronze_partitioned_by_event_hour(settings: Settings
     ingest = stage.run(
         settings, source="replay", start=T0, end=T0 + dt.timedelta(days=2), city_ids=["nyc-jfk", "nyc-lga", "nyc-ewr"]
     )
-    result = bronze_sink.run(settings)
+    result = bronze.run(settings)
     assert result.status == "success"
     assert result.rows_in == result.rows_out == ingest.rows_out > 100
     rows = bronze_rows(settings)
@@ -33,13 +33,13 @@ def test_n_published_is_n_in_bronze_partitioned_by_event_hour(settings: Settings
     committed = sum(v["to"] - v["from"] for v in result.offsets.values())
     assert committed == ingest.rows_out
 
-    again = bronze_sink.run(settings)  # nothing new: writes nothing
+    again = bronze.run(settings)  # nothing new: writes nothing
     assert (again.rows_in, again.rows_out, again.objects) == (0, 0, [])
 
 
 def test_drain_terminates_on_an_idle_topic(settings: Settings) -> None:
     """A drain of an empty topic returns (a hang would trip the suite's timeout) having written nothing."""
-    result = bronze_sink.run(settings)
+    result = bronze.run(settings)
     assert result.rows_in == 0 and result.objects == []
     assert result.status == "success"
 
@@ -60,7 +60,7 @@ def test_bad_messages_go_to_deadletter_with_reason_and_coordinates(settings: Set
         None,
     ]
     publish_raw(settings, [*good[:3], *bad, *good[3:]])
-    result = bronze_sink.run(settings)
+    result = bronze.run(settings)
     assert result.status == "partial"
     assert (result.rows_in, result.rows_out, result.rows_rejected) == (12, 5, 7)
     dead = deadletters(settings)
@@ -81,7 +81,7 @@ def test_late_event_lands_in_its_own_hour(settings: Settings) -> None:
         settings,
         [envelope_bytes(1, hour_offset=5), envelope_bytes(2, hour_offset=-48), envelope_bytes(3, hour_offset=5)],
     )
-    bronze_sink.run(settings)
+    bronze.run(settings)
     keys = sorted({r["_key"] for r in bronze_rows(settings)})
     assert len(keys) == 2
     assert any("observed_date=2013-02-27/observed_hour=00" in k for k in keys)
@@ -96,24 +96,24 @@ def _mark_processed(settings: Settings, *keys: str) -> None:
 def test_retention_keeps_a_backfill_of_old_events_it_just_wrote(settings: Settings) -> None:
     """Age is when bronze wrote the data, never the event time: a 2013 backfill loaded today stays."""
     publish_raw(settings, [envelope_bytes(1, hour_offset=0), envelope_bytes(2, hour_offset=24 * 40)])
-    written = bronze_sink.run(settings).objects
+    written = bronze.run(settings).objects
     _mark_processed(settings, *written)
-    kept = bronze_sink.retention(settings, days=30)
+    kept = bronze.retention(settings, days=30)
     assert kept.objects == [] and kept.rows_out == 0
     assert len(bronze_rows(settings)) == 2 and len(manifest_rows(settings)) == 2
 
 
 def test_retention_deletes_only_what_silver_processed_unless_forced(settings: Settings) -> None:
     publish_raw(settings, [envelope_bytes(1, hour_offset=0), envelope_bytes(2, hour_offset=5)])
-    processed, pending = sorted(bronze_sink.run(settings).objects)
+    processed, pending = sorted(bronze.run(settings).objects)
     _mark_processed(settings, processed)
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=31)  # both objects are now older than 30 days
-    dry = bronze_sink.retention(settings, days=30, dry_run=True, now=later)
+    dry = bronze.retention(settings, days=30, dry_run=True, now=later)
     assert dry.objects == [processed] and dry.details["unprocessed_kept"] == 1
     assert len(bronze_rows(settings)) == 2 and len(manifest_rows(settings)) == 2
-    real = bronze_sink.retention(settings, days=30, now=later)
+    real = bronze.retention(settings, days=30, now=later)
     assert real.objects == [processed] and real.rows_out == 1
     assert [r["_key"] for r in bronze_rows(settings)] == [pending] and len(manifest_rows(settings)) == 1
-    forced = bronze_sink.retention(settings, days=30, force=True, now=later)
+    forced = bronze.retention(settings, days=30, force=True, now=later)
     assert forced.objects == [pending] and forced.details["unprocessed_deleted"] == 1
     assert bronze_rows(settings) == [] and manifest_rows(settings) == []

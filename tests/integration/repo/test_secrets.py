@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ingestion import bronze_sink
+from ingestion import bronze
 from spark_jobs import silver_job
 from tests.support import ROOT, derive
 from weatherpipe import db, gold
@@ -73,7 +73,7 @@ def test_canary_secrets_never_land_anywhere(settings: Settings, spark, tmp_path:
         configure_logging("DEBUG", "json", canary.secrets())
         db.provision(canary)  # role passwords are set as SCRAM verifiers: the statements carry no password
         stage.run(canary, source="openweather", city_ids=["paris", "london", "nyc-jfk"])
-        bronze_sink.run(canary)
+        bronze.run(canary)
         silver_job.run(canary, spark=spark)
         gold.run(canary)
         docs = gold.build_docs(canary)

@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ingestion import bronze_sink, stage
+from ingestion import bronze, stage
 from spark_jobs import schemas, silver_job
 from tests.support import (
     NYC,
@@ -80,7 +80,7 @@ def test_identical_refetch_is_a_no_op_but_a_changed_value_updates(settings: Sett
     silver_job.run(settings, spark=spark)
     before = table_hash(settings)
     stage.run(settings, source="replay", city_ids=NYC, start=START, end=END)  # a third, identical fetch
-    bronze_sink.run(settings)
+    bronze.run(settings)
     again = silver_job.run(settings, spark=spark)
     assert again.details["updated"] == 0 and again.details["stale_vs_staging"] == bronze_twice - 1
     assert table_hash(settings) == before
@@ -95,7 +95,7 @@ def test_identical_refetch_is_a_no_op_but_a_changed_value_updates(settings: Sett
         payload={"origin": "JFK", "temp": "50", "time_hour": "x"},
     )
     publish_raw(settings, [corrected.to_bytes()])
-    bronze_sink.run(settings)
+    bronze.run(settings)
     fixed = silver_job.run(settings, spark=spark)
     assert (fixed.details["inserted"], fixed.details["updated"]) == (0, 1)
     assert query(

@@ -9,7 +9,7 @@ import pytest
 from kafka.errors import CorruptRecordError
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
-from ingestion.kafka_records import Message, decode_batch, lean_records
+from ingestion.bronze.consumer import Message, decode_batch, lean_records
 from tests.support import SAMPLE_RECORDS
 
 Row = tuple[int, int, int | None, bytes | None, bytes | None]

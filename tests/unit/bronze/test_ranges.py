@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ingestion.bronze_sink import split_ranges
-from ingestion.kafka_records import Message
+from ingestion.bronze.consumer import Message
+from ingestion.bronze.sink import split_ranges
 
 
 def test_split_ranges_never_cross_a_block() -> None:

@@ -9,8 +9,9 @@ decompression, positions — stays kafka-python's.
 
 It replaces the fetcher's per-partition record parser, a kafka-python internal, so it is checked before use: on a
 kafka-python whose internals differ it logs one warning and leaves the consumer as it was (the sink works the same,
-only slower). ``tests/test_kafka_records.py`` reads the same topic both ways and asserts the records are identical
-and that the lean path is the one in use, so an upgrade that disables it fails CI instead of passing slowly.
+only slower). ``tests/integration/bronze/test_lean_consumer.py`` reads the same topic both ways and asserts the
+records are identical and that the lean path is the one in use, so an upgrade that disables it fails CI instead
+of passing slowly.
 """
 
 from __future__ import annotations

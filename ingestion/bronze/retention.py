@@ -1,0 +1,63 @@
+"""Retention of bronze objects (a maintenance stage of its own), selected from the manifest."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from ingestion.bronze import manifest
+from weatherpipe import db
+from weatherpipe.audit import stage_scope
+from weatherpipe.results import StageResult, new_run_id, utcnow
+from weatherpipe.settings import Settings
+from weatherpipe.storage import ObjectStore
+
+log = logging.getLogger(__name__)
+
+
+def retention(
+    settings: Settings,
+    *,
+    days: int,
+    dry_run: bool = False,
+    force: bool = False,
+    now: dt.datetime | None = None,
+) -> StageResult:
+    """Delete the bronze objects bronze wrote more than ``days`` days ago, and their manifest rows.
+
+    Invariants: age is when bronze wrote the object (the manifest's ``written_at``), never the event time — a
+    backfill of old observations is kept as long as a fresh load; an object Silver has not processed is never
+    deleted unless ``force`` (then it is, and the result counts it apart); objects are chosen from the manifest
+    (no bucket listing, whatever the lake's size). S3 first, then the manifest rows: a run cut short in between is
+    finished by the next one (deleting a missing key is a no-op)."""
+    result = StageResult("retention", new_run_id("retention"))
+    cutoff = (now or utcnow()) - dt.timedelta(days=days)
+    pg = settings.postgres
+    with stage_scope(settings, result):
+        with db.connect(pg) as conn:
+            rows = manifest.written_before(conn, pg.ops_schema, cutoff)
+        processed = [key for key, done in rows if done]
+        unprocessed = [key for key, done in rows if not done]
+        doomed = processed + unprocessed if force else processed
+        result.rows_in = len(rows)
+        result.objects = doomed
+        result.details = {
+            "cutoff": cutoff.isoformat(),
+            "dry_run": dry_run,
+            "force": force,
+            "unprocessed_deleted" if force else "unprocessed_kept": len(unprocessed),
+        }
+        if unprocessed:
+            log.warning(
+                "%s %d bronze objects Silver has not processed",
+                "deleting (forced)" if force else "keeping",
+                len(unprocessed),
+            )
+        for key in doomed:
+            log.info("%s %s", "would delete" if dry_run else "delete", key)
+        if not dry_run and doomed:
+            ObjectStore(settings.s3).delete(doomed)
+            with db.connect(pg) as conn:
+                manifest.forget(conn, pg.ops_schema, doomed)
+            result.rows_out = len(doomed)
+    return result

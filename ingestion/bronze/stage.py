@@ -1,0 +1,42 @@
+"""The bronze stage: drain (or follow) the topic into bronze, and its result."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from ingestion.bronze.sink import sink_partitions
+from ingestion.bronze.workers import drain_in_workers, drain_workers
+from weatherpipe.audit import stage_scope
+from weatherpipe.results import StageResult, new_run_id
+from weatherpipe.settings import Settings
+
+
+def run(settings: Settings, *, follow: bool = False, run_id: str | None = None) -> StageResult:
+    """Drain (or follow) the topic into bronze. A drain runs in ``drain_workers`` processes; follow in this one."""
+    run_id = run_id or new_run_id("bronze")
+    result = StageResult("bronze", run_id)
+    with stage_scope(settings, result):
+        workers = 1 if follow else drain_workers(settings)
+        if workers == 1:
+            outcome = sink_partitions(settings, run_id, follow=follow)
+        else:
+            outcome = drain_in_workers(settings, run_id, workers)
+        result.rows_in = outcome.read
+        result.rows_out = sum(w.rows for w in outcome.written if w.hour is not None)
+        result.rows_rejected = sum(w.rows for w in outcome.written if w.hour is None)
+        result.objects = [w.key for w in outcome.written]
+        result.offsets = {
+            str(p): {"from": o, "to": outcome.positions.get(p, o)} for p, o in sorted(outcome.start.items())
+        }
+        reasons: dict[str, int] = defaultdict(int)
+        for w in outcome.written:
+            for reason, n in w.reasons.items():
+                reasons[reason] += n
+        result.details = {
+            "deadletter_reasons": dict(reasons),
+            "mode": "follow" if follow else "drain",
+            "workers": workers,
+        }
+        if result.rows_rejected:
+            result.status = "partial"
+    return result
