@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 from kafka.errors import KafkaError
 
@@ -30,7 +31,7 @@ from weatherpipe.cities import load_cities
 from weatherpipe.errors import ConfigError, DeliveryError, SourceError
 from weatherpipe.kafka import ensure_topic
 from weatherpipe.log import Redactor
-from weatherpipe.results import StageResult, new_run_id, utcnow
+from weatherpipe.results import Check, Counts, Metrics, StageResult, new_run_id, utcnow
 from weatherpipe.settings import Settings
 from weatherpipe.storage import ObjectStore, text_or_base64
 
@@ -57,6 +58,27 @@ def make_source(settings: Settings, name: str) -> WeatherSource:
     raise ConfigError(f"unknown source {name!r}", hint=f"choose one of: {', '.join(SOURCES)}")
 
 
+@dataclass
+class IngestMetrics(Metrics):
+    """``rows_in`` observations fetched, ``rows_out`` published (delivery confirmed), ``rows_rejected`` cities
+    that failed (each with its reason)."""
+
+    source: str = ""
+    cities: int = 0
+    failed_cities: dict[str, str] = field(default_factory=dict)
+    source_deadletters: int = 0  # provider bodies kept in the source dead letter
+    skipped_cities: list[str] = field(default_factory=list)  # not asked: the provider became unreachable
+
+    def checks(self, counts: Counts) -> list[Check]:
+        return [
+            Check(
+                "ingest: fetched = published",
+                counts.rows_in == counts.rows_out,
+                f"{counts.rows_in} fetched, {counts.rows_out} published",
+            )
+        ]
+
+
 def run(
     settings: Settings,
     *,
@@ -67,9 +89,9 @@ def run(
     run_id: str | None = None,
     weather_source: WeatherSource | None = None,
     progress: bool = False,
-) -> StageResult:
+) -> StageResult[IngestMetrics]:
     run_id = run_id or new_run_id("ingest")
-    result = StageResult("ingest", run_id, interval_start=start, interval_end=end)
+    result = StageResult("ingest", run_id, interval_start=start, interval_end=end, metrics=IngestMetrics())
     with stage_scope(settings, result):
         _ingest(settings, result, source, city_ids, start, end, weather_source, progress)
     return result
@@ -77,7 +99,7 @@ def run(
 
 def _ingest(
     settings: Settings,
-    result: StageResult,
+    result: StageResult[IngestMetrics],
     source_name: str,
     city_ids: list[str] | None,
     start: dt.datetime | None,
@@ -89,7 +111,7 @@ def _ingest(
     source = weather_source or make_source(settings, source_name)
     if source.name == "replay" and city_ids is None:  # by default, replay the cities that have a recorded station
         cities = [c for c in cities if c.replay_station]
-    result.details.update(source=source.name, cities=len(cities))
+    result.metrics.source, result.metrics.cities = source.name, len(cities)
     ensure_topic(settings.kafka)
     producer = make_producer(settings.kafka)
     redact = Redactor(settings.secrets())
@@ -137,16 +159,16 @@ def _ingest(
     finally:
         with contextlib.suppress(KafkaError):  # closing with undelivered messages must not hide the real error
             producer.close(timeout=5)
-        result.details["failed_cities"] = failures
+        result.metrics.failed_cities = failures
         if rejected:
             result.objects.append(_keep_rejected(settings, source.name, result.run_id, rejected, redact))
-            result.details["source_deadletters"] = len(rejected)
+            result.metrics.source_deadletters = len(rejected)
     result.rows_out = delivery.delivered
     result.rows_rejected = len(failures)
     result.offsets = {str(p): span for p, span in sorted(delivery.offsets.items())}
     if unreachable is not None:
         skipped = [c.id for c in cities if c.id not in published and c.id not in failures]
-        result.details["skipped_cities"] = skipped
+        result.metrics.skipped_cities = skipped
         result.status = "failed"
         raise ProviderUnreachable(f"{unreachable.message}; {len(skipped)} cities skipped", hint=unreachable.hint)
     if failures:

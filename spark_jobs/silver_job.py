@@ -14,7 +14,7 @@ import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg import sql
@@ -27,7 +27,7 @@ from weatherpipe import db
 from weatherpipe.audit import stage_scope
 from weatherpipe.cities import load_cities
 from weatherpipe.errors import ExpectationFailed, TransientError
-from weatherpipe.results import StageResult, new_run_id
+from weatherpipe.results import Check, Counts, Metrics, StageResult, new_run_id
 from weatherpipe.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,31 @@ QUARANTINE_COLUMNS = [
     "bronze_object",
     "silver_run_id",
 ]
+
+
+@dataclass
+class SilverMetrics(Metrics):
+    """``rows_in`` bronze rows read, ``rows_out`` rows upserted into staging, ``rows_rejected`` quarantined.
+    Every row read is accounted for: upserted (inserted or updated), stale (staging already holds the same or a
+    later ingestion), a duplicate within the batch, or quarantined."""
+
+    rule_counts: dict[str, int] = field(default_factory=dict)
+    rule_actions: dict[str, str] = field(default_factory=dict)
+    quarantined: int = 0
+    duplicates_in_batch: int = 0
+    stale_vs_staging: int = 0
+    inserted: int = 0
+    updated: int = 0
+
+    def checks(self, counts: Counts) -> list[Check]:
+        parts = [self.inserted, self.updated, self.stale_vs_staging, self.duplicates_in_batch]
+        return [
+            Check(
+                "silver: read = upserted + stale + duplicates + quarantined",
+                counts.rows_in == sum(parts) + counts.rows_rejected,
+                f"{counts.rows_in} = {' + '.join(map(str, parts))} + {counts.rows_rejected}",
+            )
+        ]
 
 
 @dataclass(frozen=True)
@@ -126,9 +151,9 @@ def run(
     end: dt.datetime | None = None,
     run_id: str | None = None,
     spark: Any | None = None,
-) -> StageResult:
+) -> StageResult[SilverMetrics]:
     run_id = run_id or new_run_id("silver")
-    result = StageResult("silver", run_id, interval_start=start, interval_end=end)
+    result = StageResult("silver", run_id, interval_start=start, interval_end=end, metrics=SilverMetrics())
     with stage_scope(settings, result):
         ensure_staging(settings)
         with job_lock(settings):
@@ -143,7 +168,9 @@ def run(
     return result
 
 
-def _process(settings: Settings, result: StageResult, objects: list[BronzeObject], spark: Any | None) -> None:
+def _process(
+    settings: Settings, result: StageResult[SilverMetrics], objects: list[BronzeObject], spark: Any | None
+) -> None:
     """Spark's part of the run, on the given session or on one made (and released) here."""
     from spark_jobs.session import release, spark_errors, spark_session
 
@@ -157,7 +184,9 @@ def _process(settings: Settings, result: StageResult, objects: list[BronzeObject
                 release(spark)
 
 
-def _process_with(spark: Any, settings: Settings, result: StageResult, objects: list[BronzeObject]) -> None:
+def _process_with(
+    spark: Any, settings: Settings, result: StageResult[SilverMetrics], objects: list[BronzeObject]
+) -> None:
     from pyspark.sql import functions as F
 
     rules = load_expectations(settings.path(settings.paths.expectations_file))
@@ -190,14 +219,15 @@ def _process_with(spark: Any, settings: Settings, result: StageResult, objects: 
     n_unique = sum(t.rows for t in obs_tables)
     result.rows_rejected = n_quarantined
     result.rows_out = merged["inserted"] + merged["updated"]
-    result.details = {
-        "rule_counts": {r.name: counts[r.name] for r in rules},
-        "rule_actions": {r.name: r.action for r in rules},
-        "quarantined": n_quarantined,
-        "duplicates_in_batch": result.rows_in - n_quarantined - n_unique,
-        "stale_vs_staging": n_unique - merged["inserted"] - merged["updated"],
-        **merged,
-    }
+    result.metrics = SilverMetrics(
+        rule_counts={r.name: counts[r.name] for r in rules},
+        rule_actions={r.name: r.action for r in rules},
+        quarantined=n_quarantined,
+        duplicates_in_batch=result.rows_in - n_quarantined - n_unique,
+        stale_vs_staging=n_unique - merged["inserted"] - merged["updated"],
+        inserted=merged["inserted"],
+        updated=merged["updated"],
+    )
 
 
 def merge(

@@ -62,8 +62,7 @@ def reconcile(run_id: str) -> dict[str, Any]:
     from weatherpipe import pipeline
 
     settings = _settings()
-    stages = dict(next((s for r, s in pipeline.recent_runs(settings, 50) if r == run_id), {}))
-    checks = pipeline.reconcile(stages)
+    checks = pipeline.reconcile(pipeline.run_results(settings, run_id))
     failed = [f"{c.name}: {c.detail}" for c in checks if not c.ok]
     if failed or not checks:
         from airflow.sdk.exceptions import AirflowFailException

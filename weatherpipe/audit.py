@@ -52,7 +52,7 @@ def record_result(settings: Settings, result: StageResult) -> None:
                 result.started_at,
                 result.finished_at,
                 result.duration_s,
-                redact(json.dumps(result.details, default=str)),
+                redact(json.dumps(result.metrics.to_dict(), default=str)),
                 redact(result.error) if result.error else None,
             ),
         )

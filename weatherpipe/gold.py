@@ -15,6 +15,7 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from psycopg import sql
 from weatherpipe import db
 from weatherpipe.audit import stage_scope
 from weatherpipe.errors import ConfigError, PipelineError, ServiceUnavailable, StageFailed
-from weatherpipe.results import StageResult, new_run_id
+from weatherpipe.results import Metrics, StageResult, new_run_id
 from weatherpipe.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,16 @@ def invoke(settings: Settings, *args: str, extra_vars: dict[str, Any] | None = N
         return dbtRunner().invoke(cli)
 
 
+@dataclass
+class GoldMetrics(Metrics):
+    """``rows_in`` staging rows, ``rows_out`` hourly facts; ``nodes`` counts dbt's nodes by kind and status
+    (``model:success``, ``test:pass``, ...)."""
+
+    nodes: dict[str, int] = field(default_factory=dict)
+    full_refresh: bool = False
+    full_tests: bool = False
+
+
 def run(
     settings: Settings,
     *,
@@ -120,11 +131,11 @@ def run(
     full_tests: bool = False,
     run_id: str | None = None,
     select: str | None = None,
-) -> StageResult:
+) -> StageResult[GoldMetrics]:
     """``dbt build``. Tests on the history-sized tables check the recent loads only (macros/test_window.sql);
     ``full_tests`` (or ``full_refresh``) has them check every row."""
     run_id = run_id or new_run_id("gold")
-    result = StageResult("gold", run_id)
+    result = StageResult("gold", run_id, metrics=GoldMetrics(full_refresh=full_refresh, full_tests=full_tests))
     with stage_scope(settings, result):
         args = ["build"]
         if full_refresh:
@@ -140,7 +151,7 @@ def run(
             statuses[f"{kind}:{status}"] += 1
             if status in {"error", "fail"}:
                 failures.append(f"{node.node.name} ({status}: {(node.message or '').strip()[:200]})")
-        result.details = {"nodes": dict(statuses), "full_refresh": full_refresh, "full_tests": full_tests}
+        result.metrics.nodes = dict(statuses)
         result.rows_in = _count(settings, settings.postgres.staging_schema, "weather_observations")
         result.rows_out = _count(settings, settings.dbt.schema("marts"), "fct_weather_observations")
         result.objects = [k for k in statuses if k.startswith("model:")]

@@ -11,18 +11,11 @@ from typing import Any
 from psycopg import sql
 
 from weatherpipe import db
-from weatherpipe.results import StageResult, new_run_id, utcnow
+from weatherpipe.results import Check, Metrics, StageResult, new_run_id, utcnow
 from weatherpipe.settings import Settings
 
 log = logging.getLogger(__name__)
 STAGES = ("ingest", "bronze", "silver", "gold")
-
-
-@dataclass
-class Check:
-    name: str
-    ok: bool
-    detail: str
 
 
 @dataclass
@@ -66,49 +59,31 @@ def replay_window(
     return shifted, shifted + (end - start)
 
 
-def reconcile(results: dict[str, dict[str, Any]]) -> list[Check]:
-    """The counts of one run must add up, stage to stage. ``results`` maps stage -> its audit row."""
-    checks: list[Check] = []
-    ingest, bronze, silver = results.get("ingest"), results.get("bronze"), results.get("silver")
-    if ingest:
+def metrics_classes() -> dict[str, type[Metrics]]:
+    """Each stage's metrics class, to read audit rows back typed."""
+    from ingestion.bronze.stage import BronzeMetrics
+    from ingestion.stage import IngestMetrics
+    from spark_jobs.silver_job import SilverMetrics
+    from weatherpipe.gold import GoldMetrics
+
+    return {"ingest": IngestMetrics, "bronze": BronzeMetrics, "silver": SilverMetrics, "gold": GoldMetrics}
+
+
+def reconcile(results: dict[str, StageResult]) -> list[Check]:
+    """The counts of one run must add up: each stage's own checks (its ``Metrics``), then across stages, then
+    whether each stage succeeded."""
+    ordered = [results[stage] for stage in STAGES if stage in results]
+    checks = [c for r in ordered for c in r.metrics.checks(r.counts)]
+    ingest, bronze = results.get("ingest"), results.get("bronze")
+    if ingest and bronze:
         checks.append(
             Check(
-                "ingest: fetched = published",
-                ingest["rows_in"] == ingest["rows_out"],
-                f"{ingest['rows_in']} fetched, {ingest['rows_out']} published",
+                "bronze read >= published this run",
+                bronze.rows_in >= ingest.rows_out,
+                f"{bronze.rows_in} read, {ingest.rows_out} published",
             )
         )
-    if bronze:
-        total = bronze["rows_out"] + bronze["rows_rejected"]
-        checks.append(
-            Check(
-                "bronze: read = written + dead-lettered",
-                bronze["rows_in"] == total,
-                f"{bronze['rows_in']} read = {bronze['rows_out']} + {bronze['rows_rejected']}",
-            )
-        )
-        if ingest:
-            checks.append(
-                Check(
-                    "bronze read >= published this run",
-                    bronze["rows_in"] >= ingest["rows_out"],
-                    f"{bronze['rows_in']} read, {ingest['rows_out']} published",
-                )
-            )
-    if silver:
-        d = silver.get("details") or {}
-        parts = [d.get(k, 0) for k in ("inserted", "updated", "stale_vs_staging", "duplicates_in_batch")]
-        total = sum(parts) + silver["rows_rejected"]
-        checks.append(
-            Check(
-                "silver: read = upserted + stale + duplicates + quarantined",
-                silver["rows_in"] == total,
-                f"{silver['rows_in']} = {' + '.join(map(str, parts))} + {silver['rows_rejected']}",
-            )
-        )
-    for stage, row in results.items():
-        if row["status"] == "failed":
-            checks.append(Check(f"{stage} succeeded", False, row.get("error") or "failed"))
+    checks += [Check(f"{r.stage} succeeded", False, r.error or "failed") for r in ordered if r.status == "failed"]
     return checks
 
 
@@ -153,7 +128,7 @@ def run(
             f"[{i}/{len(steps)}] {stage_name} {result.status}: {result.rows_in} in, {result.rows_out} out, "
             f"{result.rows_rejected} rejected ({result.duration_s:.1f}s)"
         )
-    summary.checks = reconcile({r.stage: r.to_dict() for r in summary.results})
+    summary.checks = reconcile({r.stage: r for r in summary.results})
     if build_docs and summary.error is None:
         with console.status("building dbt docs …"):
             summary.docs = str(gold.build_docs(settings) / "index.html")
@@ -176,9 +151,10 @@ def render_summary(settings: Settings, summary: PipelineSummary) -> str:
             f"{r.stage:<8} {r.status:<8} {r.rows_in:>8} {r.rows_out:>8} {r.rows_rejected:>9} {r.duration_s:>8.1f}"
         )
     silver = next((r for r in summary.results if r.stage == "silver"), None)
-    if silver and silver.details.get("rule_counts"):
-        broken = {k: v for k, v in silver.details["rule_counts"].items() if v}
-        actions = silver.details.get("rule_actions", {})
+    rule_counts = getattr(silver.metrics, "rule_counts", None) if silver else None
+    if silver and rule_counts:
+        broken = {k: v for k, v in rule_counts.items() if v}
+        actions = getattr(silver.metrics, "rule_actions", {})
         if broken:
             lines += ["", "expectations broken (rows):"]
             lines += [f"  {k:<24} {v:>6}  ({actions.get(k, '?')})" for k, v in sorted(broken.items())]
@@ -203,34 +179,62 @@ def render_summary(settings: Settings, summary: PipelineSummary) -> str:
     return "\n".join(lines)
 
 
-def recent_runs(settings: Settings, limit: int) -> list[tuple[str, dict[str, dict[str, Any]]]]:
+_AUDIT_COLUMNS = (
+    "run_id",
+    "stage",
+    "status",
+    "rows_in",
+    "rows_out",
+    "rows_rejected",
+    "details",
+    "error",
+    "started_at",
+    "finished_at",
+)
+
+
+def _results(settings: Settings, where: sql.Composable, params: tuple[Any, ...]) -> dict[str, dict[str, StageResult]]:
+    """Audit rows read back as typed stage results, grouped by run."""
     pg = settings.postgres
-    query = sql.SQL(
-        """select run_id, stage, status, rows_in, rows_out, rows_rejected, details, error, started_at, duration_s
-           from {t} where run_id in (
-               select run_id from {t} where stage in ('ingest', 'bronze', 'silver', 'gold')
-               group by run_id order by max(started_at) desc limit %s)
-           order by started_at"""
-    ).format(t=sql.Identifier(pg.ops_schema, "pipeline_runs"))
-    runs: dict[str, dict[str, dict[str, Any]]] = {}
+    query = sql.SQL("select {cols} from {t} where stage = any(%s) and {where} order by started_at").format(
+        cols=sql.SQL(", ").join(map(sql.Identifier, _AUDIT_COLUMNS)),
+        t=sql.Identifier(pg.ops_schema, "pipeline_runs"),
+        where=where,
+    )
+    classes = metrics_classes()
+    runs: dict[str, dict[str, StageResult]] = {}
     db.ensure_warehouse(settings, once=True)
     with db.connect(pg) as conn:
-        for row in conn.execute(query, (limit,)):
-            keys = (
-                "run_id",
-                "stage",
-                "status",
-                "rows_in",
-                "rows_out",
-                "rows_rejected",
-                "details",
-                "error",
-                "started_at",
-                "duration_s",
+        for row in conn.execute(query, (list(STAGES), *params)):
+            rec = dict(zip(_AUDIT_COLUMNS, row, strict=True))
+            result: StageResult = StageResult(
+                rec["stage"],
+                rec["run_id"],
+                status=rec["status"],
+                rows_in=rec["rows_in"],
+                rows_out=rec["rows_out"],
+                rows_rejected=rec["rows_rejected"],
+                started_at=rec["started_at"],
+                finished_at=rec["finished_at"] or rec["started_at"],
+                metrics=classes[rec["stage"]].from_dict(rec["details"]),
+                error=rec["error"],
             )
-            rec = dict(zip(keys, row, strict=True))
-            runs.setdefault(rec["run_id"], {})[rec["stage"]] = rec
-    return sorted(runs.items(), key=lambda kv: max(r["started_at"] for r in kv[1].values()), reverse=True)
+            runs.setdefault(rec["run_id"], {})[rec["stage"]] = result
+    return runs
+
+
+def run_results(settings: Settings, run_id: str) -> dict[str, StageResult]:
+    """The stage results of one run."""
+    return _results(settings, sql.SQL("run_id = %s"), (run_id,)).get(run_id, {})
+
+
+def recent_runs(settings: Settings, limit: int) -> list[tuple[str, dict[str, StageResult]]]:
+    where = sql.SQL(
+        "run_id in (select run_id from {t} where stage = any(%s) group by run_id order by max(started_at) desc "
+        "limit %s)"
+    ).format(t=sql.Identifier(settings.postgres.ops_schema, "pipeline_runs"))
+    runs = _results(settings, where, (list(STAGES), limit))
+    return sorted(runs.items(), key=lambda kv: max(r.started_at for r in kv[1].values()), reverse=True)
 
 
 def gold_freshness(settings: Settings) -> str:
@@ -260,14 +264,14 @@ def render_status(settings: Settings, limit: int = 5) -> str:
     lines = []
     for run_id, stages in runs:
         checks = reconcile(stages)
-        ok = all(c.ok for c in checks) and all(s["status"] != "failed" for s in stages.values())
+        ok = all(c.ok for c in checks) and all(s.status != "failed" for s in stages.values())
         lines.append(f"{run_id}  {'reconciled' if ok else 'NOT reconciled'}")
         for stage in STAGES:
             if stage in stages:
                 s = stages[stage]
                 lines.append(
-                    f"  {stage:<7} {s['status']:<8} in={s['rows_in']:<7} out={s['rows_out']:<7} "
-                    f"rejected={s['rows_rejected']:<5} {s['duration_s'] or 0:.1f}s"
+                    f"  {stage:<7} {s.status:<8} in={s.rows_in:<7} out={s.rows_out:<7} "
+                    f"rejected={s.rows_rejected:<5} {s.duration_s:.1f}s"
                 )
         lines += [f"    {'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}" for c in checks if not c.ok]
     lines += ["", gold_freshness(settings)]

@@ -1,4 +1,8 @@
-"""The typed result every stage returns, and the run identity stages share."""
+"""The typed result every stage returns (``StageResult[Metrics]``), and the run identity stages share.
+
+Every stage fills the common counts (rows in, out, rejected; objects) and its own ``Metrics`` dataclass, which owns
+the stage's reconciliation (``Metrics.checks``): what its counts must add up to. The audit row stores the metrics
+as JSON; ``Metrics.from_dict`` reads them back typed (``weatherpipe status``, the Airflow reconcile task)."""
 
 from __future__ import annotations
 
@@ -8,8 +12,8 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Generic, Literal, TypeVar
 
 Status = Literal["success", "partial", "failed"]
 log = logging.getLogger("weatherpipe.stage")
@@ -24,7 +28,46 @@ def new_run_id(prefix: str = "manual") -> str:
 
 
 @dataclass
-class StageResult:
+class Check:
+    """One reconciliation check: its name, whether it holds, and the numbers that say so."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class Counts:
+    """The counts every stage reports (its audit row's columns), as reconciliation reads them."""
+
+    rows_in: int = 0
+    rows_out: int = 0
+    rows_rejected: int = 0
+
+
+@dataclass
+class Metrics:
+    """A stage's own facts beyond the common counts. Subclasses are dataclasses of JSON-able fields."""
+
+    def checks(self, counts: Counts) -> list[Check]:
+        """What this stage's counts must add up to (none by default)."""
+        return []
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Metrics:
+        """The metrics of an audit row (fields unknown to this version are ignored, missing ones default)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (data or {}).items() if k in names})
+
+
+M = TypeVar("M", bound=Metrics)
+
+
+@dataclass
+class StageResult(Generic[M]):
     stage: str
     run_id: str
     status: Status = "success"
@@ -37,8 +80,12 @@ class StageResult:
     interval_end: dt.datetime | None = None
     started_at: dt.datetime = field(default_factory=utcnow)
     finished_at: dt.datetime | None = None
-    details: dict[str, Any] = field(default_factory=dict)
+    metrics: M = field(default_factory=Metrics)  # type: ignore[assignment]  # each stage sets its own class
     error: str | None = None
+
+    @property
+    def counts(self) -> Counts:
+        return Counts(self.rows_in, self.rows_out, self.rows_rejected)
 
     @property
     def duration_s(self) -> float:
@@ -46,7 +93,8 @@ class StageResult:
         return round((end - self.started_at).total_seconds(), 3)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "metrics"}
+        data["metrics"] = self.metrics.to_dict()
         data["duration_s"] = self.duration_s
         return data
 

@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from dataclasses import dataclass
 
 from ingestion.bronze import manifest
 from weatherpipe import db
 from weatherpipe.audit import stage_scope
-from weatherpipe.results import StageResult, new_run_id, utcnow
+from weatherpipe.results import Metrics, StageResult, new_run_id, utcnow
 from weatherpipe.settings import Settings
 from weatherpipe.storage import ObjectStore
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class RetentionMetrics(Metrics):
+    """``rows_in`` objects old enough, ``objects`` the ones deleted (or to delete, in a dry run)."""
+
+    cutoff: str = ""
+    dry_run: bool = False
+    force: bool = False
+    unprocessed_kept: int = 0  # old enough, but Silver has not processed them
+    unprocessed_deleted: int = 0  # the same, deleted because forced
 
 
 def retention(
@@ -22,7 +34,7 @@ def retention(
     dry_run: bool = False,
     force: bool = False,
     now: dt.datetime | None = None,
-) -> StageResult:
+) -> StageResult[RetentionMetrics]:
     """Delete the bronze objects bronze wrote more than ``days`` days ago, and their manifest rows.
 
     Invariants: age is when bronze wrote the object (the manifest's ``written_at``), never the event time — a
@@ -30,7 +42,7 @@ def retention(
     deleted unless ``force`` (then it is, and the result counts it apart); objects are chosen from the manifest
     (no bucket listing, whatever the lake's size). S3 first, then the manifest rows: a run cut short in between is
     finished by the next one (deleting a missing key is a no-op)."""
-    result = StageResult("retention", new_run_id("retention"))
+    result = StageResult("retention", new_run_id("retention"), metrics=RetentionMetrics())
     cutoff = (now or utcnow()) - dt.timedelta(days=days)
     pg = settings.postgres
     with stage_scope(settings, result):
@@ -41,12 +53,13 @@ def retention(
         doomed = processed + unprocessed if force else processed
         result.rows_in = len(rows)
         result.objects = doomed
-        result.details = {
-            "cutoff": cutoff.isoformat(),
-            "dry_run": dry_run,
-            "force": force,
-            "unprocessed_deleted" if force else "unprocessed_kept": len(unprocessed),
-        }
+        result.metrics = RetentionMetrics(
+            cutoff=cutoff.isoformat(),
+            dry_run=dry_run,
+            force=force,
+            unprocessed_deleted=len(unprocessed) if force else 0,
+            unprocessed_kept=0 if force else len(unprocessed),
+        )
         if unprocessed:
             log.warning(
                 "%s %d bronze objects Silver has not processed",

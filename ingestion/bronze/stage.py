@@ -3,18 +3,38 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
 
 from ingestion.bronze.sink import sink_partitions
 from ingestion.bronze.workers import drain_in_workers, drain_workers
 from weatherpipe.audit import stage_scope
-from weatherpipe.results import StageResult, new_run_id
+from weatherpipe.results import Check, Counts, Metrics, StageResult, new_run_id
 from weatherpipe.settings import Settings
 
 
-def run(settings: Settings, *, follow: bool = False, run_id: str | None = None) -> StageResult:
+@dataclass
+class BronzeMetrics(Metrics):
+    """``rows_in`` messages read, ``rows_out`` written to bronze objects, ``rows_rejected`` dead-lettered."""
+
+    deadletter_reasons: dict[str, int] = field(default_factory=dict)
+    mode: str = "drain"
+    workers: int = 1
+
+    def checks(self, counts: Counts) -> list[Check]:
+        total = counts.rows_out + counts.rows_rejected
+        return [
+            Check(
+                "bronze: read = written + dead-lettered",
+                counts.rows_in == total,
+                f"{counts.rows_in} read = {counts.rows_out} + {counts.rows_rejected}",
+            )
+        ]
+
+
+def run(settings: Settings, *, follow: bool = False, run_id: str | None = None) -> StageResult[BronzeMetrics]:
     """Drain (or follow) the topic into bronze. A drain runs in ``drain_workers`` processes; follow in this one."""
     run_id = run_id or new_run_id("bronze")
-    result = StageResult("bronze", run_id)
+    result = StageResult("bronze", run_id, metrics=BronzeMetrics())
     with stage_scope(settings, result):
         workers = 1 if follow else drain_workers(settings)
         if workers == 1:
@@ -32,11 +52,7 @@ def run(settings: Settings, *, follow: bool = False, run_id: str | None = None) 
         for w in outcome.written:
             for reason, n in w.reasons.items():
                 reasons[reason] += n
-        result.details = {
-            "deadletter_reasons": dict(reasons),
-            "mode": "follow" if follow else "drain",
-            "workers": workers,
-        }
+        result.metrics = BronzeMetrics(dict(reasons), "follow" if follow else "drain", workers)
         if result.rows_rejected:
             result.status = "partial"
     return result

@@ -187,7 +187,7 @@ def test_drain_workers_exactly_once_under_repeated_sigkill(settings: Settings) -
     print(f"drain: {kills} kills in {runs} runs over {backlog.published} messages")  # shown with -s / -rP
     manifest.close()
     final = bronze.run(crashy)
-    assert final.details["workers"] == 3
+    assert final.metrics.workers == 3
     _assert_exactly_once(crashy, backlog)
 
 

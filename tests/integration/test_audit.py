@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ingestion.stage import IngestMetrics
 from weatherpipe import audit, db
 from weatherpipe.results import StageResult, timed
 from weatherpipe.settings import Settings
@@ -16,7 +17,7 @@ def test_stage_result_recorded_and_upserted(settings: Settings) -> None:
         rows_rejected=1,
         objects=["a", "b"],
         offsets={"0": [0, 5]},
-        details={"failed_cities": {"x": "city not found"}},
+        metrics=IngestMetrics(source="replay", failed_cities={"x": "city not found"}),
     )
     with timed(result):
         pass
@@ -28,4 +29,5 @@ def test_stage_result_recorded_and_upserted(settings: Settings) -> None:
             f'select rows_in, rows_out, rows_rejected, object_count, details from "{settings.postgres.ops_schema}"'
             ".pipeline_runs where run_id = 'run-audit-1'"
         ).fetchall()
-    assert rows == [(10, 10, 1, 2, {"failed_cities": {"x": "city not found"}})]
+    assert rows == [(10, 10, 1, 2, result.metrics.to_dict())]
+    assert IngestMetrics.from_dict(rows[0][4]) == result.metrics  # read back typed

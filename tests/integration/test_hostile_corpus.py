@@ -26,21 +26,18 @@ def test_hostile_corpus_through_the_whole_pipeline(settings: Settings, spark) ->
     assert drained.rows_rejected == expected["deadletter"]
     assert drained.rows_out == len(corpus) - expected["deadletter"]
     dead = deadletters(settings)
-    assert len(dead) == expected["deadletter"] and all(d["reason"] for d in dead)
-    by_key = {d["key"]: d for d in dead}
+    assert len(dead) == expected["deadletter"] and all(d.reason for d in dead)
+    by_key = {d.key: d for d in dead}
     for c in corpus:
         if c["expect"] == "deadletter":
             assert f"corpus-{c['id']}" in by_key, c["why"]
 
     silver = silver_job.run(settings, spark=spark)  # must not crash
-    d = silver.details
+    d = silver.metrics
     assert silver.rows_in == drained.rows_out
     assert silver.rows_rejected == expected["quarantine"]
-    assert d["inserted"] == expected["clean"] and d["duplicates_in_batch"] == expected["duplicate"]
-    assert (
-        silver.rows_in
-        == d["inserted"] + d["updated"] + d["stale_vs_staging"] + d["duplicates_in_batch"] + silver.rows_rejected
-    )
+    assert d.inserted == expected["clean"] and d.duplicates_in_batch == expected["duplicate"]
+    assert silver.rows_in == d.inserted + d.updated + d.stale_vs_staging + d.duplicates_in_batch + silver.rows_rejected
     with db.connect(settings.postgres.admin) as conn:
         s = settings.postgres.staging_schema
         quarantined = conn.execute(f'select failed_rules from "{s}".weather_quarantine').fetchall()

@@ -11,23 +11,14 @@
 
 -- Monthly weather per city and local calendar month, rolled up from the daily mart (recomputes only months whose
 -- days changed). Completeness counts hours against the hours of the local month (DST included).
+{% set city_month = {'city_id': '{t}city_id', 'month_start': "cast(date_trunc('month', {t}local_date) as date)"} %}
 {% if is_incremental() %}
     with touched as (
-        select distinct
-            city_id,
-            cast(date_trunc('month', local_date) as date) as month_start
-        from {{ ref('gold_weather_aggregates') }}
-        where
-            loaded_at > {{ incremental_cutoff() }}
+        {{ touched_groups(ref('gold_weather_aggregates'), city_month) }}
     ),
 
     monthly_days as (
-        select daily.*
-        from {{ ref('gold_weather_aggregates') }} as daily
-        inner join touched
-            on
-                daily.city_id = touched.city_id
-                and cast(date_trunc('month', daily.local_date) as date) = touched.month_start
+        {{ rows_of_touched_groups(ref('gold_weather_aggregates'), city_month, 'daily') }}
     ),
 {% else %}
     with monthly_days as (

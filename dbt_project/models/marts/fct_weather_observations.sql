@@ -19,12 +19,10 @@
 -- before the view's casts run (a CTE referenced twice is materialised: every row of history cast, every hour).
 {% if is_incremental() %}
     with touched as (
-        select distinct
-            city_id,
-            date_trunc('hour', observed_at) as observation_hour
-        from {{ ref('stg_weather__observations') }}
-        where
-            loaded_at > {{ incremental_cutoff() }}
+        {{ touched_groups(
+            ref('stg_weather__observations'),
+            {'city_id': '{t}city_id', 'observation_hour': "date_trunc('hour', {t}observed_at)"}
+        ) }}
     ),
 
     candidates as (

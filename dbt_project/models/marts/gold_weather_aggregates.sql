@@ -13,21 +13,14 @@
 -- Incremental runs recompute only the (city, day) pairs whose facts changed within the lookback window.
 -- Completeness: a local day has 24 hours (23 or 25 when the clocks change); each measure says how many of the
 -- observed hours it was reported in, since averages and sums skip the hours it is missing.
+{% set city_day = {'city_id': '{t}city_id', 'local_date': '{t}local_date'} %}
 {% if is_incremental() %}
     with touched as (
-        select distinct
-            city_id,
-            local_date
-        from {{ ref('fct_weather_observations') }}
-        where
-            loaded_at > {{ incremental_cutoff() }}
+        {{ touched_groups(ref('fct_weather_observations'), city_day) }}
     ),
 
     daily_facts as (
-        select facts.*
-        from {{ ref('fct_weather_observations') }} as facts
-        inner join touched
-            on facts.city_id = touched.city_id and facts.local_date = touched.local_date
+        {{ rows_of_touched_groups(ref('fct_weather_observations'), city_day, 'facts') }}
     ),
 {% else %}
     with daily_facts as (

@@ -73,7 +73,7 @@ def test_bad_messages_go_to_deadletter_with_reason_and_coordinates(settings: Set
     assert any("tombstone" in d["reason"] for d in dead)
     assert all({"topic", "partition", "offset"} <= set(d) for d in dead)
     assert len({(d["partition"], d["offset"]) for d in dead}) == 7
-    assert sum(result.details["deadletter_reasons"].values()) == 7
+    assert sum(result.metrics.deadletter_reasons.values()) == 7
 
 
 def test_late_event_lands_in_its_own_hour(settings: Settings) -> None:
@@ -109,11 +109,11 @@ def test_retention_deletes_only_what_silver_processed_unless_forced(settings: Se
     _mark_processed(settings, processed)
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=31)  # both objects are now older than 30 days
     dry = bronze.retention(settings, days=30, dry_run=True, now=later)
-    assert dry.objects == [processed] and dry.details["unprocessed_kept"] == 1
+    assert dry.objects == [processed] and dry.metrics.unprocessed_kept == 1
     assert len(bronze_rows(settings)) == 2 and len(manifest_rows(settings)) == 2
     real = bronze.retention(settings, days=30, now=later)
     assert real.objects == [processed] and real.rows_out == 1
     assert [r["_key"] for r in bronze_rows(settings)] == [pending] and len(manifest_rows(settings)) == 1
     forced = bronze.retention(settings, days=30, force=True, now=later)
-    assert forced.objects == [pending] and forced.details["unprocessed_deleted"] == 1
+    assert forced.objects == [pending] and forced.metrics.unprocessed_deleted == 1
     assert bronze_rows(settings) == [] and manifest_rows(settings) == []

@@ -35,7 +35,7 @@ def warehouse(local_stack: Settings, spark) -> Iterator[Settings]:
 def test_build_passes_and_marts_are_consistent(warehouse: Settings) -> None:
     result = gold.run(warehouse, run_id="gold-1")
     assert result.status == "success"
-    nodes = result.details["nodes"]
+    nodes = result.metrics.nodes
     assert not any(k.endswith((":error", ":fail")) for k in nodes), nodes
     assert nodes.get("snapshot:success") == 1 and nodes.get("model:success", 0) >= 9
     assert nodes.get("test:pass", 0) >= 40
@@ -88,7 +88,7 @@ def test_tests_check_recent_loads_and_full_tests_check_every_row(warehouse: Sett
     with pytest.raises(StageFailed, match="accepted_values_fct_weather_observations_source"):
         gold.run(warehouse, full_tests=True)
     result = gold.run(warehouse, full_refresh=True)
-    assert result.status == "success" and result.details["nodes"].get("test:pass", 0) >= 40
+    assert result.status == "success" and result.metrics.nodes.get("test:pass", 0) >= 40
     assert query(warehouse, "select count(*) from {m}.fct_weather_observations where source = 'bogus'") == [(0,)]
 
 

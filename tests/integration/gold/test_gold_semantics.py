@@ -136,7 +136,7 @@ def test_marts_enforce_their_contracts(built: Settings) -> None:
 
 
 def test_dbt_unit_tests_run_in_every_build(built: Settings) -> None:
-    nodes = gold.run(built).details["nodes"]
+    nodes = gold.run(built).metrics.nodes
     assert nodes.get("unit_test:pass", 0) >= 3 and not any(
         k.startswith("unit_test:") and k != "unit_test:pass" for k in nodes
     )

@@ -51,7 +51,7 @@ def test_a_timestamp_in_milliseconds_fails_that_city_only(api_settings: Settings
     fake.queue("london", Reply(200, json.dumps(body).encode()))
     result = stage.run(api_settings, source="openweather", city_ids=THREE)
     assert result.status == "partial" and result.rows_out == 2
-    assert "out of range for a Unix time in seconds" in result.details["failed_cities"]["london"]
+    assert "out of range for a Unix time in seconds" in result.metrics.failed_cities["london"]
     assert set(published(api_settings, 2)) == {"paris", "berlin"}
     kept = source_deadletters(api_settings)
     assert [(d["city_id"], json.loads(d["body"])["dt"]) for d in kept] == [("london", body["dt"])]
@@ -71,8 +71,8 @@ def test_no_attempt_is_started_that_the_budget_cannot_pay(api_settings: Settings
     result = stage.run(tight, source="openweather", city_ids=["paris", "london"])
     assert fake.calls("/data/2.5/weather") == 3 and CallBudget(tight).used() == 3
     assert result.rows_out == 0 and result.status == "partial"
-    assert set(result.details["failed_cities"]) == {"paris", "london"}
-    assert "not fetched" in result.details["failed_cities"]["london"]
+    assert set(result.metrics.failed_cities) == {"paris", "london"}
+    assert "not fetched" in result.metrics.failed_cities["london"]
 
 
 def test_retry_after_is_honoured_beyond_the_backoff_ceiling(api_settings: Settings, fake: FakeWeatherApi) -> None:
@@ -90,7 +90,7 @@ def test_a_retry_after_longer_than_allowed_fails_the_city_without_calling_again(
     fake.queue("paris", Reply(429, OW_429, {"Retry-After": "120"}))
     result = stage.run(patient, source="openweather", city_ids=["paris", "london"])
     assert fake.calls("/data/2.5/weather") == 2  # paris once, london once
-    assert result.rows_out == 1 and "HTTP 429" in result.details["failed_cities"]["paris"]
+    assert result.rows_out == 1 and "HTTP 429" in result.metrics.failed_cities["paris"]
 
 
 def test_one_bad_token_in_a_batch_fails_only_its_city(api_settings: Settings, fake: FakeWeatherApi) -> None:
@@ -102,8 +102,8 @@ def test_one_bad_token_in_a_batch_fails_only_its_city(api_settings: Settings, fa
     fake.queue("paris", Reply(200, ("[" + ",".join(items) + "]").encode()))
     fake.queue("london", Reply(200, items[1].encode()))
     result = stage.run(api_settings, source="open-meteo", city_ids=[c.id for c in cities])
-    assert result.rows_out == 4 and list(result.details["failed_cities"]) == ["london"]
-    assert "not JSON" in result.details["failed_cities"]["london"]
+    assert result.rows_out == 4 and list(result.metrics.failed_cities) == ["london"]
+    assert "not JSON" in result.metrics.failed_cities["london"]
     assert fake.calls("/v1/forecast") == 1 + 5
     assert [d["city_id"] for d in source_deadletters(api_settings)] == ["london"]
     assert "nan" in source_deadletters(api_settings)[0]["body"]
@@ -128,7 +128,7 @@ def test_the_envelope_carries_the_payload_bytes_as_received(api_settings: Settin
 def test_provider_error_text_is_redacted_everywhere(api_settings: Settings, fake: FakeWeatherApi) -> None:
     fake.queue("london", Reply(404, {**OW_404, "message": f"city not found for appid {API_KEY}"}))
     result = stage.run(api_settings, source="openweather", city_ids=THREE, run_id="redact-1")
-    assert "city not found" in result.details["failed_cities"]["london"]
+    assert "city not found" in result.metrics.failed_cities["london"]
     assert API_KEY not in json.dumps(result.to_dict(), default=str)
     stored = query(
         api_settings, "select details::text, coalesce(error, '') from {o}.pipeline_runs where run_id = 'redact-1'"

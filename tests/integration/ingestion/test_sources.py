@@ -78,7 +78,7 @@ def test_replay_publishes_window_with_original_timestamps_and_stable_ids(setting
     assert audit(settings, "replay-1")[:4] == ("success", recorded, recorded, 0)
     asked = stage.run(settings, source="replay", city_ids=["paris", "nyc-lga"], start=start, end=end)
     assert asked.status == "partial"  # a city asked for explicitly without a station is reported, not hidden
-    assert asked.details["failed_cities"] == {"paris": "no replay_station configured for this city"}
+    assert asked.metrics.failed_cities == {"paris": "no replay_station configured for this city"}
 
 
 def _recorded_rows(start: dt.datetime, end: dt.datetime, station: str | None = None) -> int:
@@ -119,9 +119,7 @@ def test_openweather_success_and_one_city_not_found(api_settings: Settings, fake
     fake.queue("london", Reply(404, OW_404))
     result = stage.run(api_settings, source="openweather", city_ids=THREE, run_id="ow-404")
     assert result.status == "partial"
-    assert result.rows_out == 2 and result.details["failed_cities"] == {
-        "london": "OpenWeather HTTP 404: city not found"
-    }
+    assert result.rows_out == 2 and result.metrics.failed_cities == {"london": "OpenWeather HTTP 404: city not found"}
     got = envelopes(api_settings, 2)
     assert sorted(e.city_id for e in got) == ["berlin", "paris"]
     paris = next(e for e in got if e.city_id == "paris")
@@ -194,7 +192,7 @@ def test_openweather_bad_bodies_fail_that_city_only(
     fake.queue("paris", reply)
     result = stage.run(api_settings, source="openweather", city_ids=THREE)
     assert result.status == "partial" and result.rows_out == 2
-    assert reason in result.details["failed_cities"]["paris"]
+    assert reason in result.metrics.failed_cities["paris"]
 
 
 def test_connection_refused_is_transient(api_settings: Settings) -> None:
@@ -246,7 +244,7 @@ def test_open_meteo_error_reason_is_reported(api_settings: Settings, fake: FakeW
     fake.queue("paris", Reply(400, OM_400))
     result = stage.run(api_settings, source="open-meteo", city_ids=THREE)
     assert result.rows_out == 0 and result.status == "partial"
-    assert all("invalid String value" in r for r in result.details["failed_cities"].values())
+    assert all("invalid String value" in r for r in result.metrics.failed_cities.values())
 
 
 def test_open_meteo_archive_backfill(api_settings: Settings, fake: FakeWeatherApi) -> None:

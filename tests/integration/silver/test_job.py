@@ -48,17 +48,14 @@ def bronze_twice(settings: Settings) -> int:
 def test_bronze_to_staging_cleans_quarantines_and_deduplicates(settings: Settings, spark, bronze_twice: int) -> None:
     n = bronze_twice
     result = silver_job.run(settings, spark=spark, run_id="silver-1")
-    d = result.details
+    d = result.metrics
     assert result.rows_in == 2 * n
-    assert result.rows_rejected == d["quarantined"] == 2  # the anomaly, once per ingestion
-    assert d["rule_counts"]["wind_speed_range"] == 2
-    assert d["duplicates_in_batch"] == n - 1
-    assert result.rows_out == d["inserted"] == n - 1
+    assert result.rows_rejected == d.quarantined == 2  # the anomaly, once per ingestion
+    assert d.rule_counts["wind_speed_range"] == 2
+    assert d.duplicates_in_batch == n - 1
+    assert result.rows_out == d.inserted == n - 1
     # reconciliation: every bronze row is accounted for
-    assert (
-        result.rows_in
-        == d["inserted"] + d["updated"] + d["stale_vs_staging"] + d["duplicates_in_batch"] + result.rows_rejected
-    )
+    assert result.rows_in == d.inserted + d.updated + d.stale_vs_staging + d.duplicates_in_batch + result.rows_rejected
     counts = query(settings, "select count(*), count(distinct (city_id, observed_at)) from {s}.weather_observations")
     assert counts == [(n - 1, n - 1)]
     quarantined = query(settings, "select city_id, failed_rules, payload from {s}.weather_quarantine")
@@ -82,7 +79,7 @@ def test_identical_refetch_is_a_no_op_but_a_changed_value_updates(settings: Sett
     stage.run(settings, source="replay", city_ids=NYC, start=START, end=END)  # a third, identical fetch
     bronze.run(settings)
     again = silver_job.run(settings, spark=spark)
-    assert again.details["updated"] == 0 and again.details["stale_vs_staging"] == bronze_twice - 1
+    assert again.metrics.updated == 0 and again.metrics.stale_vs_staging == bronze_twice - 1
     assert table_hash(settings) == before
     from ingestion.envelope import Envelope
     from tests.support import publish_raw
@@ -97,7 +94,7 @@ def test_identical_refetch_is_a_no_op_but_a_changed_value_updates(settings: Sett
     publish_raw(settings, [corrected.to_bytes()])
     bronze.run(settings)
     fixed = silver_job.run(settings, spark=spark)
-    assert (fixed.details["inserted"], fixed.details["updated"]) == (0, 1)
+    assert (fixed.metrics.inserted, fixed.metrics.updated) == (0, 1)
     assert query(
         settings,
         "select temperature_c from {s}.weather_observations where city_id = 'nyc-jfk' and observed_at = %s",
@@ -112,7 +109,7 @@ def test_rerun_is_a_no_op(settings: Settings, spark, bronze_twice: int) -> None:
     assert (nothing.rows_in, nothing.objects) == (0, [])
     again = silver_job.run(settings, spark=spark, start=START, end=END)  # reprocess the interval
     assert again.rows_in == 2 * bronze_twice and again.rows_out == 0
-    assert again.details["stale_vs_staging"] == bronze_twice - 1
+    assert again.metrics.stale_vs_staging == bronze_twice - 1
     assert table_hash(settings) == before
 
 
