@@ -21,11 +21,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from kafka.errors import KafkaError
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from ingestion.budget import CallBudget
 from ingestion.envelope import SOURCES, Envelope
 from ingestion.producer import make_producer, publish
 from ingestion.sources.base import FetchFailure, FetchItem, Observation, ProviderUnreachable, WeatherSource
+from ingestion.sources.open_meteo import OpenMeteoArchiveSource, OpenMeteoSource
+from ingestion.sources.openweather import OpenWeatherSource
+from ingestion.sources.replay import ReplaySource
 from weatherpipe.audit import stage_scope
 from weatherpipe.cities import load_cities
 from weatherpipe.errors import ConfigError, DeliveryError, SourceError
@@ -40,20 +44,12 @@ log = logging.getLogger(__name__)
 
 def make_source(settings: Settings, name: str) -> WeatherSource:
     if name == "openweather":
-        from ingestion.sources.openweather import OpenWeatherSource
-
         return OpenWeatherSource(settings, budget=CallBudget(settings))
     if name == "open-meteo":
-        from ingestion.sources.open_meteo import OpenMeteoSource
-
         return OpenMeteoSource(settings)
     if name == "open-meteo-archive":
-        from ingestion.sources.open_meteo import OpenMeteoArchiveSource
-
         return OpenMeteoArchiveSource(settings)
     if name == "replay":
-        from ingestion.sources.replay import ReplaySource
-
         return ReplaySource(settings)
     raise ConfigError(f"unknown source {name!r}", hint=f"choose one of: {', '.join(SOURCES)}")
 
@@ -200,7 +196,6 @@ def _keep_rejected(settings: Settings, source: str, run_id: str, rejected: list[
 
 
 def _with_progress(items: Iterator[FetchItem]) -> Iterator[FetchItem]:
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     with Progress(
         SpinnerColumn(),

@@ -31,6 +31,7 @@ from typing import Any
 
 from weatherpipe.errors import ServiceUnavailable
 from weatherpipe.settings import ROOT, Settings
+from weatherpipe.stack import java_check
 
 # the packages an executor imports (data source, COPY writer); nothing else of ours runs there
 SHIPPED_PACKAGES = ("spark_jobs", "weatherpipe")
@@ -54,8 +55,9 @@ def connect_session(settings: Settings) -> Any:
     Python workers, which have our artifact on their path, stay warm between hourly runs instead of starting for
     each. Clients never stop that session (``release`` closes only their channel); the server drops it when idle.
     (A new client object each time: the builder's ``getOrCreate`` would hand back a client of another server.)"""
-    from pyspark.sql.connect.client.retries import DefaultPolicy
-    from pyspark.sql.connect.session import SparkSession
+
+    from pyspark.sql.connect.client.retries import DefaultPolicy  # noqa: PLC0415
+    from pyspark.sql.connect.session import SparkSession  # noqa: PLC0415
 
     conf = {**SESSION_CONF, "spark.sql.shuffle.partitions": str(settings.spark.shuffle_partitions)}
     # what pyspark's own builder sets for a remote session: DataFrame functions then build Connect plans (for the
@@ -141,8 +143,8 @@ _OUTAGE_MARKERS = ("SESSION_NOT_FOUND", "SESSION_CLOSED", "OPERATION_NOT_FOUND",
 
 
 def _connect_outage(exc: BaseException) -> bool:
-    import grpc
-    from pyspark.errors.exceptions.connect import SparkConnectGrpcException
+    import grpc  # noqa: PLC0415 - only a Connect client has grpc loaded
+    from pyspark.errors.exceptions.connect import SparkConnectGrpcException  # noqa: PLC0415
 
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -167,9 +169,7 @@ def local_session(settings: Settings, app_name: str = "weatherpipe", extra_conf:
     os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)  # inherited from a Connect client that started this process
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    from pyspark.sql import SparkSession
-
-    from weatherpipe.stack import java_check
+    from pyspark.sql import SparkSession  # noqa: PLC0415 - see connect_session
 
     java_check()
     spark_conf = settings.spark

@@ -9,6 +9,7 @@ Run it with ``weatherpipe silver`` or ``spark-submit spark_jobs/silver_job.py [-
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import logging
@@ -18,15 +19,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg import sql
+from pyspark.sql import functions as F
 
 from spark_jobs import schemas
+from spark_jobs.bronze_source import BronzeDataSource
 from spark_jobs.expectations import evaluate, load_expectations, rule_counts, split
 from spark_jobs.pg_writer import LoadTable, copy_partitions, sweep_orphans
+from spark_jobs.session import release, spark_errors, spark_session
 from spark_jobs.transforms import attach_cities, deduplicate, to_canonical
 from weatherpipe import db
 from weatherpipe.audit import stage_scope
 from weatherpipe.cities import load_cities
 from weatherpipe.errors import ExpectationFailed, TransientError
+from weatherpipe.log import bootstrap
 from weatherpipe.results import Check, Counts, Metrics, StageResult, new_run_id
 from weatherpipe.settings import Settings
 
@@ -116,8 +121,6 @@ def pending_objects(settings: Settings, start: dt.datetime | None, end: dt.datet
 
 
 def read_bronze(spark: Any, settings: Settings, keys: list[str]) -> Any:
-    from spark_jobs.bronze_source import BronzeDataSource
-
     spark.dataSource.register(BronzeDataSource)
     s3 = settings.s3
     return (
@@ -172,8 +175,6 @@ def _process(
     settings: Settings, result: StageResult[SilverMetrics], objects: list[BronzeObject], spark: Any | None
 ) -> None:
     """Spark's part of the run, on the given session or on one made (and released) here."""
-    from spark_jobs.session import release, spark_errors, spark_session
-
     with spark_errors(settings):
         own = spark is None
         spark = spark or spark_session(settings)
@@ -187,8 +188,6 @@ def _process(
 def _process_with(
     spark: Any, settings: Settings, result: StageResult[SilverMetrics], objects: list[BronzeObject]
 ) -> None:
-    from pyspark.sql import functions as F
-
     rules = load_expectations(settings.path(settings.paths.expectations_file))
     bronze = read_bronze(spark, settings, [o.key for o in objects]).persist()  # read S3 once, not per parser
     evaluated = transform(spark, settings, bronze, rules).persist()
@@ -302,10 +301,6 @@ def merge(
 
 
 def main() -> None:  # pragma: no cover - spark-submit entry point
-    import argparse
-
-    from weatherpipe.log import bootstrap
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--start", type=dt.datetime.fromisoformat)
     parser.add_argument("--end", type=dt.datetime.fromisoformat)

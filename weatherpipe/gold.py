@@ -12,6 +12,7 @@ import http.server
 import json
 import logging
 import os
+import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from weatherpipe import db
 from weatherpipe.audit import stage_scope
 from weatherpipe.errors import ConfigError, PipelineError, ServiceUnavailable, StageFailed
 from weatherpipe.results import Metrics, StageResult, new_run_id
-from weatherpipe.settings import Settings
+from weatherpipe.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 _ENV_LOCK = threading.Lock()
@@ -90,7 +91,7 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 def invoke(settings: Settings, *args: str, extra_vars: dict[str, Any] | None = None) -> Any:
     """Run one dbt command in-process; returns dbt's ``dbtRunnerResult``."""
-    from dbt.cli.main import dbtRunner
+    from dbt.cli.main import dbtRunner  # noqa: PLC0415 - dbt takes seconds to import: only when dbt runs
 
     project = project_dir(settings)
     if not (project / "dbt_project.yml").exists():
@@ -200,10 +201,6 @@ def serve_docs(target: Path, port: int) -> None:
 
 
 def main() -> None:  # pragma: no cover - `python -m weatherpipe.gold parse|docs`
-    import sys
-
-    from weatherpipe.settings import load_settings
-
     settings = load_settings()
     if sys.argv[1:] == ["parse"]:
         print(parse(settings))

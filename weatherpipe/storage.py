@@ -118,7 +118,7 @@ class ObjectStore:
 
 def arrow_filesystem(s3: S3Settings) -> Any:
     """A ``pyarrow.fs.S3FileSystem`` on the same endpoint (used by Spark's Python data source)."""
-    from pyarrow import fs
+    from pyarrow import fs  # noqa: PLC0415 - pyarrow only for Spark's data source and tests
 
     return fs.S3FileSystem(
         endpoint_override=s3.host_port,

@@ -20,6 +20,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
+import kafka
 from kafka import KafkaConsumer
 from kafka.consumer.fetcher import Fetcher
 from kafka.errors import CorruptRecordError
@@ -194,6 +195,4 @@ def lean_records(consumer: KafkaConsumer) -> bool:
 
 
 def _version() -> str:
-    import kafka
-
     return getattr(kafka, "__version__", "?")
