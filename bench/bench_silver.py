@@ -69,6 +69,7 @@ def cli_silver(settings, mode: str, start: dt.datetime, end: dt.datetime) -> flo
         f"{start:%Y-%m-%dT%H:%M}",
         "--end",
         f"{end:%Y-%m-%dT%H:%M}",
+        "--reprocess",  # the same interval each time, read again on purpose
     ]
     wall, out = timed(lambda: subprocess.run(cmd, env=env, capture_output=True, text=True, check=False))
     if out.returncode != 0:

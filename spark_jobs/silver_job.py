@@ -1,10 +1,11 @@
 """Silver stage (PySpark): bronze -> cleaned, validated, deduplicated rows in Postgres staging, exactly once.
 
-Input: the bronze objects Silver has not processed yet (from ``ops.bronze_manifest``), plus — with
-``start``/``end`` — every object of that data interval (for backfills and reruns). A rerun of the same input is a
-no-op: rows merge on the natural key (city_id, observed_at) and only a later ingestion replaces a row.
+Input: the bronze objects Silver has not processed yet (from ``ops.bronze_manifest``) — so a rerun of a window
+reads only what that rerun added, never what was processed before. ``reprocess`` (``--reprocess``) re-reads, on
+purpose, every object of the ``start``/``end`` interval as well. Re-reading is a no-op for the target: rows merge on
+the natural key (city_id, observed_at) and only a later ingestion with other values replaces a row.
 
-Run it with ``weatherpipe silver`` or ``spark-submit spark_jobs/silver_job.py [--start … --end …]``.
+Run it with ``weatherpipe silver [--start … --end … [--reprocess]]`` or ``python -m spark_jobs.silver_job``.
 """
 
 from __future__ import annotations
@@ -108,14 +109,17 @@ def job_lock(settings: Settings) -> Iterator[None]:
             conn.execute("select pg_advisory_unlock(hashtext(%s))", (key,))
 
 
-def pending_objects(settings: Settings, start: dt.datetime | None, end: dt.datetime | None) -> list[BronzeObject]:
+def pending_objects(
+    settings: Settings, start: dt.datetime | None, end: dt.datetime | None, *, reprocess: bool = False
+) -> list[BronzeObject]:
+    """The unprocessed objects, and with ``reprocess`` every object of [start, end) too."""
     pg = settings.postgres
     query = sql.SQL(
         "select object_key, coalesce(etag, '') from {} where topic = %s and "
         "(silver_processed_at is null or (observed_hour >= %s and observed_hour < %s)) order by object_key"
     ).format(sql.Identifier(pg.ops_schema, "bronze_manifest"))
-    lo = start or dt.datetime.max.replace(tzinfo=dt.UTC)
-    hi = end or dt.datetime.max.replace(tzinfo=dt.UTC)
+    never = dt.datetime.max.replace(tzinfo=dt.UTC)  # an empty window: unprocessed objects only
+    lo, hi = (start or never, end or never) if reprocess else (never, never)
     with db.connect(pg) as conn:
         return [BronzeObject(k, e) for k, e in conn.execute(query, (settings.kafka.topic, lo, hi))]
 
@@ -154,6 +158,7 @@ def run(
     end: dt.datetime | None = None,
     run_id: str | None = None,
     spark: Any | None = None,
+    reprocess: bool = False,
 ) -> StageResult[SilverMetrics]:
     run_id = run_id or new_run_id("silver")
     result = StageResult("silver", run_id, interval_start=start, interval_end=end, metrics=SilverMetrics())
@@ -164,7 +169,7 @@ def run(
                 swept = sweep_orphans(conn, settings.postgres.staging_schema)
             if swept:
                 log.warning("dropped orphaned load tables", extra={"tables": swept})
-            objects = pending_objects(settings, start, end)
+            objects = pending_objects(settings, start, end, reprocess=reprocess)
             result.objects = [o.key for o in objects]
             if objects:
                 _process(settings, result, objects, spark)
@@ -300,15 +305,20 @@ def merge(
     return counts
 
 
-def main() -> None:  # pragma: no cover - spark-submit entry point
+def main() -> None:  # pragma: no cover - `python -m spark_jobs.silver_job`; the crash test kills it
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--start", type=dt.datetime.fromisoformat)
     parser.add_argument("--end", type=dt.datetime.fromisoformat)
     parser.add_argument("--run-id")
+    parser.add_argument("--reprocess", action="store_true", help="also re-read every object of the interval")
     args = parser.parse_args()
     settings = bootstrap()
     utc = [(t.replace(tzinfo=dt.UTC) if t and t.tzinfo is None else t) for t in (args.start, args.end)]
-    print(json.dumps(run(settings, start=utc[0], end=utc[1], run_id=args.run_id).to_dict(), default=str))
+    print(
+        json.dumps(
+            run(settings, start=utc[0], end=utc[1], run_id=args.run_id, reprocess=args.reprocess).to_dict(), default=str
+        )
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -167,11 +167,18 @@ def bronze(
 
 
 @app.command()
-def silver(start: DateOpt = None, end: EndOpt = None, run_id: Annotated[str | None, typer.Option()] = None) -> None:
-    """PySpark: bronze -> cleaned, validated, deduplicated rows in Postgres staging."""
+def silver(
+    start: DateOpt = None,
+    end: EndOpt = None,
+    run_id: Annotated[str | None, typer.Option()] = None,
+    reprocess: Annotated[
+        bool, typer.Option(help="also re-read every bronze object of --start/--end (by default: only new ones)")
+    ] = False,
+) -> None:
+    """PySpark: the bronze objects not processed yet -> cleaned, validated, deduplicated rows in Postgres staging."""
     from spark_jobs import silver_job
 
-    _echo_result(silver_job.run(_settings(), start=_utc(start), end=_utc(end), run_id=run_id))
+    _echo_result(silver_job.run(_settings(), start=_utc(start), end=_utc(end), run_id=run_id, reprocess=reprocess))
 
 
 @app.command()

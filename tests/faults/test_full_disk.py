@@ -14,6 +14,7 @@ from ingestion import bronze
 from tests.support import assert_bronze_exactly, derive, free_port, free_s3_port, publish_hours, run_cli
 from weatherpipe import db, stack
 from weatherpipe.errors import ServiceUnavailable
+from weatherpipe.proc import port_open
 from weatherpipe.settings import Settings
 from weatherpipe.storage import ObjectStore
 
@@ -94,4 +95,4 @@ def test_stack_up_on_a_full_state_folder_is_one_line(small_disk: Path) -> None:
     assert out.returncode == 1 and len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
     assert "cannot write the stack's state folder" in lines[0] and "No space left on device" in lines[0], lines
     time.sleep(0.5)
-    assert not stack._port_open("127.0.0.1", kafka_port)
+    assert not port_open("127.0.0.1", kafka_port)

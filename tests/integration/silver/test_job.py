@@ -107,7 +107,9 @@ def test_rerun_is_a_no_op(settings: Settings, spark, bronze_twice: int) -> None:
     before = table_hash(settings)
     nothing = silver_job.run(settings, spark=spark)
     assert (nothing.rows_in, nothing.objects) == (0, [])
-    again = silver_job.run(settings, spark=spark, start=START, end=END)  # reprocess the interval
+    window = silver_job.run(settings, spark=spark, start=START, end=END)  # the same window, nothing new in it
+    assert (window.rows_in, window.objects) == (0, [])
+    again = silver_job.run(settings, spark=spark, start=START, end=END, reprocess=True)  # on purpose
     assert again.rows_in == 2 * bronze_twice and again.rows_out == 0
     assert again.metrics.stale_vs_staging == bronze_twice - 1
     assert table_hash(settings) == before
