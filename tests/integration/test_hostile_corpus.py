@@ -26,8 +26,8 @@ def test_hostile_corpus_through_the_whole_pipeline(settings: Settings, spark) ->
     assert drained.rows_rejected == expected["deadletter"]
     assert drained.rows_out == len(corpus) - expected["deadletter"]
     dead = deadletters(settings)
-    assert len(dead) == expected["deadletter"] and all(d.reason for d in dead)
-    by_key = {d.key: d for d in dead}
+    assert len(dead) == expected["deadletter"] and all(d["reason"] for d in dead)
+    by_key = {d["key"]: d for d in dead}
     for c in corpus:
         if c["expect"] == "deadletter":
             assert f"corpus-{c['id']}" in by_key, c["why"]
