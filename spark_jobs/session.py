@@ -55,7 +55,7 @@ def connect_session(settings: Settings) -> Any:
     Python workers, which have our artifact on their path, stay warm between hourly runs instead of starting for
     each. Clients never stop that session (``release`` closes only their channel); the server drops it when idle.
     (A new client object each time: the builder's ``getOrCreate`` would hand back a client of another server.)"""
-
+    # imported here: Connect's modules need grpc at import, and a local-mode process never loads them
     from pyspark.sql.connect.client.retries import DefaultPolicy  # noqa: PLC0415
     from pyspark.sql.connect.session import SparkSession  # noqa: PLC0415
 
@@ -106,7 +106,7 @@ def ship_code(spark: Any, artifact: Path | None = None) -> None:
 
 
 def code_artifact() -> Path:
-    """A zip of the shipped packages, named by its content (the same code is uploaded once per session)."""
+    """A zip of the shipped packages, named by its content (so the shared session changes with the code)."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for package in SHIPPED_PACKAGES:
