@@ -194,22 +194,16 @@ def run() -> list[BenchRow]:
 
 def _connect_rows(settings, local_year_s: float) -> list[BenchRow]:
     from spark_jobs.session import release, spark_session
-    from tests.support import private_spark, spark_services
+    from tests.support import private_spark, spark_running
 
     rows: list[BenchRow] = []
     with tempfile.TemporaryDirectory() as state:
         cluster = private_spark(settings, Path(state), cluster=True)
-        services = spark_services(cluster)
-        try:
-            for service in services:
-                service.up()
+        with spark_running(cluster):
             session = spark_session(cluster)
             _reset(settings)
             cluster_s, result = timed(lambda: silver_job.run(settings, spark=session))
             release(session)
-        finally:
-            for service in reversed(services):
-                service.down()
     rows.append(
         BenchRow(
             "silver",

@@ -22,7 +22,7 @@ from tests.support import (
     ingest_twice_to_bronze,
     private_spark,
     query,
-    spark_services,
+    spark_running,
     wait_for,
 )
 from weatherpipe import db
@@ -101,9 +101,7 @@ def test_connect_server_killed_mid_job_is_transient_and_the_next_run_completes(
     (one ServiceUnavailable, no gRPC traceback); nothing reached the target or the manifest; once the server is
     back, the next run completes exactly once."""
     own = private_spark(settings, tmp_path / "stack", cluster=False)
-    (server,) = spark_services(own)
-    server.up()
-    try:
+    with spark_running(own) as (server,):
         loaded = ingest_twice_to_bronze(settings, START, END)
         silver_job.ensure_staging(settings)
         quarantine = f'"{settings.postgres.staging_schema}".weather_quarantine'
@@ -136,5 +134,3 @@ def test_connect_server_killed_mid_job_is_transient_and_the_next_run_completes(
         result = silver_job.run(own)
         assert result.rows_out == loaded - 1
         assert load_tables(settings) == 0
-    finally:
-        server.down()

@@ -11,7 +11,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -148,7 +149,7 @@ def free_port_block(n: int) -> int:
 
 def private_spark(settings: Settings, state_dir: Path, *, cluster: bool) -> Settings:
     """Settings for Spark services of a test's own (a Connect server, and with ``cluster`` a standalone master and
-    worker it submits to) on free ports and under ``state_dir``; start them with ``spark_services``."""
+    worker it submits to) on free ports and under ``state_dir``; start them with ``spark_running``."""
     base = free_port_block(5)
     return derive(
         settings,
@@ -167,10 +168,20 @@ def private_spark(settings: Settings, state_dir: Path, *, cluster: bool) -> Sett
     )
 
 
-def spark_services(settings: Settings) -> list[Any]:
+@contextmanager
+def spark_running(settings: Settings) -> Iterator[list[Any]]:
+    """The Spark services ``settings`` ask for, started in order and stopped in reverse (those that started)."""
     from weatherpipe import stack
 
-    return stack.spark_services(settings)
+    started: list[Any] = []
+    try:
+        for service in stack.spark_services(settings):
+            service.up()
+            started.append(service)
+        yield started
+    finally:
+        for service in reversed(started):
+            service.down()
 
 
 def _bindable(port: int) -> bool:

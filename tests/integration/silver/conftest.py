@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import private_spark, spark_services
+from tests.support import private_spark, spark_running
 from weatherpipe.settings import Settings
 
 
@@ -18,15 +18,8 @@ from weatherpipe.settings import Settings
 def spark_cluster(local_stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """Settings whose ``spark.remote`` is a Connect server in front of a standalone master and worker."""
     cluster = private_spark(local_stack, Path(tmp_path_factory.mktemp("spark-cluster")), cluster=True)
-    started = []
-    try:
-        for service in spark_services(cluster):
-            service.up()
-            started.append(service)
+    with spark_running(cluster):
         yield cluster
-    finally:
-        for service in reversed(started):
-            service.down()
 
 
 @pytest.fixture(scope="session", params=["connect", "cluster"])
