@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from weatherpipe.errors import ServiceUnavailable
+from weatherpipe.proc import java_check  # not weatherpipe.stack: a client needs none of its services
 from weatherpipe.settings import ROOT, Settings
-from weatherpipe.stack import java_check
 
 # the packages an executor imports (data source, COPY writer); nothing else of ours runs there
 SHIPPED_PACKAGES = ("spark_jobs", "weatherpipe")

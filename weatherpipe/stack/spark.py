@@ -12,9 +12,9 @@ import urllib.request
 from pathlib import Path
 
 from weatherpipe.errors import ServiceUnavailable
-from weatherpipe.proc import ServiceStatus, cmdline, port_open
+from weatherpipe.proc import ServiceStatus, cmdline, java_check, port_open
 from weatherpipe.settings import Settings
-from weatherpipe.stack.base import Service, java_check
+from weatherpipe.stack.base import Service
 
 log = logging.getLogger(__name__)
 
