@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from psycopg import sql
 
 from bench.common import BenchRow, isolated, timed
-from spark_jobs import silver_job
+from spark_jobs import silver
 from weatherpipe import db, gold
 from weatherpipe.settings import Settings
 
@@ -44,7 +44,7 @@ def _rows(settings: Settings, start: str, hours: int) -> None:
 
 
 def _prepare(settings: Settings) -> None:
-    silver_job.ensure_staging(settings)
+    silver.ensure_staging(settings)
     from weatherpipe.cities import load_cities
 
     with db.connect(settings.postgres) as conn, conn.cursor() as cur:

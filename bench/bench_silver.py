@@ -25,13 +25,14 @@ import pyarrow.csv as pacsv
 from psycopg import sql
 
 from bench.common import BenchRow, isolated, timed
-from ingestion import bronze, stage
-from spark_jobs import schemas, silver_job
+from ingestion import bronze, ingest
+from spark_jobs import schemas, silver
 from spark_jobs.pg_writer import copy_partitions
 from weatherpipe import db
+from weatherpipe.resources import Resources
 
 JDBC_JAR = Path("/usr/share/java/postgresql.jar")
-COLUMNS = list(silver_job.OBSERVATION_COLUMNS)
+COLUMNS = list(silver.OBSERVATION_COLUMNS)
 
 
 def _local_spark(settings):
@@ -81,7 +82,7 @@ def cli_silver(settings, mode: str, start: dt.datetime, end: dt.datetime) -> flo
 def run() -> list[BenchRow]:
     rows: list[BenchRow] = []
     with isolated("silver") as settings:
-        stage.run(
+        ingest.run(
             settings,
             source="replay",
             city_ids=["nyc-jfk", "nyc-lga", "nyc-ewr"],
@@ -90,7 +91,7 @@ def run() -> list[BenchRow]:
         )
         drained = bronze.run(settings)
         spark = _local_spark(settings)
-        job_s, result = timed(lambda: silver_job.run(settings, spark=spark))
+        job_s, result = timed(lambda: silver.run(settings, spark=spark))
         n = result.rows_out
         rows.append(
             BenchRow(
@@ -151,7 +152,7 @@ def run() -> list[BenchRow]:
             tables = copy_partitions(df, settings.postgres, schema, "weather_observations", "obs", "bench-run")
             with db.connect(settings.postgres) as conn:
                 conn.execute(sql.SQL("truncate {}").format(sql.Identifier(schema, "weather_observations")))
-            silver_job.merge(settings, "bench-run", tables, [], [])
+            silver.merge(Resources(settings), "bench-run", tables, [], [])
 
         ours_s, _ = timed(ours)
         rows.append(
@@ -202,7 +203,7 @@ def _connect_rows(settings, local_year_s: float) -> list[BenchRow]:
         with spark_running(cluster):
             session = spark_session(cluster)
             _reset(settings)
-            cluster_s, result = timed(lambda: silver_job.run(settings, spark=session))
+            cluster_s, result = timed(lambda: silver.run(settings, spark=session))
             release(session)
     rows.append(
         BenchRow(

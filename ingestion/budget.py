@@ -6,14 +6,16 @@ import datetime as dt
 
 from psycopg import sql
 
-from weatherpipe import db
 from weatherpipe.errors import BudgetExceeded
+from weatherpipe.resources import Warehouse
 from weatherpipe.settings import Settings
 
 
 class CallBudget:
-    def __init__(self, settings: Settings, provider: str = "openweather", limit: int | None = None) -> None:
-        self.settings = settings
+    def __init__(
+        self, warehouse: Warehouse, settings: Settings, provider: str = "openweather", limit: int | None = None
+    ) -> None:
+        self.warehouse = warehouse
         self.provider = provider
         self.limit = settings.api.monthly_call_budget if limit is None else limit
         self.table = sql.Identifier(settings.postgres.ops_schema, "api_call_budget")
@@ -22,7 +24,7 @@ class CallBudget:
         return dt.datetime.now(dt.UTC).strftime("%Y-%m")
 
     def used(self) -> int:
-        with db.connect(self.settings.postgres) as conn:
+        with self.warehouse.connect() as conn:
             row = conn.execute(
                 sql.SQL("select calls from {} where provider = %s and month = %s").format(self.table),
                 (self.provider, self._month()),
@@ -45,7 +47,7 @@ class CallBudget:
     def reserve(self, calls: int) -> int:
         """Atomically add ``calls`` to this month's count, or refuse (nothing reserved) if it would overspend."""
         month = self._month()
-        with db.connect(self.settings.postgres) as conn:
+        with self.warehouse.connect() as conn:
             conn.execute(
                 sql.SQL("insert into {} (provider, month, calls) values (%s, %s, 0) on conflict do nothing").format(
                     self.table

@@ -14,10 +14,12 @@ from typing import Any
 from weatherpipe.errors import PipelineError
 
 
-def _settings() -> Any:
+def _resources() -> Any:
+    """The task's settings (with JSON logging) and the resources its stage uses: one process, one of each."""
     from weatherpipe.log import bootstrap
+    from weatherpipe.resources import Resources
 
-    return bootstrap("json")
+    return Resources(bootstrap("json"))
 
 
 def _guard(fn: Callable[[], Any]) -> Any:
@@ -32,37 +34,37 @@ def _guard(fn: Callable[[], Any]) -> Any:
 
 
 def ingest(run_id: str, start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
-    from ingestion import stage
+    from ingestion import ingest
     from weatherpipe import pipeline
 
-    settings = _settings()
+    res = _resources()
+    settings = res.settings
     source = pipeline.resolve_source(settings, "auto")
     if source == "replay":
         start, end = pipeline.replay_window(settings, start, end)
-    result = _guard(lambda: stage.run(settings, source=source, start=start, end=end, run_id=run_id))
+    result = _guard(lambda: ingest.run(settings, source=source, start=start, end=end, run_id=run_id, resources=res))
     return {"source": source, "start": start.isoformat(), "end": end.isoformat(), **result.summary()}
 
 
 def bronze(run_id: str) -> dict[str, Any]:
     from ingestion import bronze
 
-    settings = _settings()
-    return _guard(lambda: bronze.run(settings, run_id=run_id)).summary()
+    res = _resources()
+    return _guard(lambda: bronze.run(res.settings, run_id=run_id, resources=res)).summary()
 
 
 def silver(run_id: str, window: dict[str, Any]) -> dict[str, Any]:
-    from spark_jobs import silver_job
+    from spark_jobs import silver
 
-    settings = _settings()
+    res = _resources()
     start, end = dt.datetime.fromisoformat(window["start"]), dt.datetime.fromisoformat(window["end"])
-    return _guard(lambda: silver_job.run(settings, start=start, end=end, run_id=run_id)).summary()
+    return _guard(lambda: silver.run(res.settings, start=start, end=end, run_id=run_id, resources=res)).summary()
 
 
 def reconcile(run_id: str) -> dict[str, Any]:
     from weatherpipe import pipeline
 
-    settings = _settings()
-    checks = pipeline.reconcile(pipeline.run_results(settings, run_id))
+    checks = pipeline.reconcile(pipeline.run_results(_resources().settings, run_id))
     failed = [f"{c.name}: {c.detail}" for c in checks if not c.ok]
     if failed or not checks:
         from airflow.sdk.exceptions import AirflowFailException
@@ -74,18 +76,19 @@ def reconcile(run_id: str) -> dict[str, Any]:
 def retention(days: int) -> dict[str, Any]:
     from ingestion import bronze
 
-    return _guard(lambda: bronze.retention(_settings(), days=days)).summary()
+    res = _resources()
+    return _guard(lambda: bronze.retention(res.settings, days=days, resources=res)).summary()
 
 
 def sweep_staging() -> dict[str, Any]:
     """Drop Silver load tables orphaned by killed jobs (under the Silver job lock)."""
-    from spark_jobs import silver_job
+    from spark_jobs import silver
     from spark_jobs.pg_writer import sweep_orphans
-    from weatherpipe import db
 
-    settings = _settings()
-    silver_job.ensure_staging(settings)
-    with silver_job.job_lock(settings), db.connect(settings.postgres) as conn:
+    res = _resources()
+    settings = res.settings
+    silver.ensure_staging(settings)
+    with silver.job_lock(res), res.warehouse.connect() as conn:
         return {"dropped": sweep_orphans(conn, settings.postgres.staging_schema)}
 
 

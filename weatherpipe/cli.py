@@ -137,7 +137,7 @@ def ingest(
     run_id: Annotated[str | None, typer.Option(help="run identity (default: a new one)")] = None,
 ) -> None:
     """Fetch observations and publish them to Kafka."""
-    from ingestion import stage
+    from ingestion import ingest as stage
 
     ids = [c.strip() for c in cities.split(",")] if cities else None
     _echo_result(
@@ -176,9 +176,9 @@ def silver(
     ] = False,
 ) -> None:
     """PySpark: the bronze objects not processed yet -> cleaned, validated, deduplicated rows in Postgres staging."""
-    from spark_jobs import silver_job
+    from spark_jobs import silver
 
-    _echo_result(silver_job.run(_settings(), start=_utc(start), end=_utc(end), run_id=run_id, reprocess=reprocess))
+    _echo_result(silver.run(_settings(), start=_utc(start), end=_utc(end), run_id=run_id, reprocess=reprocess))
 
 
 @app.command()

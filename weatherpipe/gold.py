@@ -23,9 +23,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from weatherpipe import db
 from weatherpipe.audit import stage_scope
 from weatherpipe.errors import ConfigError, PipelineError, ServiceUnavailable, StageFailed
+from weatherpipe.resources import Resources, Warehouse
 from weatherpipe.results import Metrics, StageResult, new_run_id
 from weatherpipe.settings import Settings, load_settings
 
@@ -132,11 +132,13 @@ def run(
     full_tests: bool = False,
     run_id: str | None = None,
     select: str | None = None,
+    resources: Resources | None = None,
 ) -> StageResult[GoldMetrics]:
     """``dbt build``. Tests on the history-sized tables check the recent loads only (macros/test_window.sql);
     ``full_tests`` (or ``full_refresh``) has them check every row."""
     run_id = run_id or new_run_id("gold")
     result = StageResult("gold", run_id, metrics=GoldMetrics(full_refresh=full_refresh, full_tests=full_tests))
+    warehouse = Resources.of(settings, resources).warehouse.transformer
     with stage_scope(settings, result):
         args = ["build"]
         if full_refresh:
@@ -153,8 +155,8 @@ def run(
             if status in {"error", "fail"}:
                 failures.append(f"{node.node.name} ({status}: {(node.message or '').strip()[:200]})")
         result.metrics.nodes = dict(statuses)
-        result.rows_in = _count(settings, settings.postgres.staging_schema, "weather_observations")
-        result.rows_out = _count(settings, settings.dbt.schema("marts"), "fct_weather_observations")
+        result.rows_in = _count(warehouse, settings.postgres.staging_schema, "weather_observations")
+        result.rows_out = _count(warehouse, settings.dbt.schema("marts"), "fct_weather_observations")
         result.objects = [k for k in statuses if k.startswith("model:")]
         if failures or not outcome.success:
             detail = "; ".join(failures[:5]) or str(outcome.exception or "dbt failed")
@@ -167,10 +169,10 @@ def run(
     return result
 
 
-def _count(settings: Settings, schema: str, table: str) -> int:
+def _count(warehouse: Warehouse, schema: str, table: str) -> int:
     """Row count of a table, 0 if it does not exist yet (informative only: the build outcome is what matters)."""
     try:
-        with db.connect(settings.postgres.transformer) as conn:
+        with warehouse.connect() as conn:
             row = conn.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(schema, table))).fetchone()
     except (psycopg.Error, PipelineError):
         return 0

@@ -62,8 +62,8 @@ def replay_window(
 def metrics_classes() -> dict[str, type[Metrics]]:
     """Each stage's metrics class, to read audit rows back typed."""
     from ingestion.bronze.stage import BronzeMetrics
-    from ingestion.stage import IngestMetrics
-    from spark_jobs.silver_job import SilverMetrics
+    from ingestion.ingest import IngestMetrics
+    from spark_jobs.silver import SilverMetrics
     from weatherpipe.gold import GoldMetrics
 
     return {"ingest": IngestMetrics, "bronze": BronzeMetrics, "silver": SilverMetrics, "gold": GoldMetrics}
@@ -98,22 +98,31 @@ def run(
 ) -> PipelineSummary:
     from rich.console import Console
 
-    from ingestion import bronze
-    from ingestion import stage as ingest_stage
-    from spark_jobs import silver_job
+    from ingestion import bronze, ingest
+    from spark_jobs import silver
     from weatherpipe import gold
     from weatherpipe.errors import PipelineError
+    from weatherpipe.resources import Resources
 
     name = resolve_source(settings, source)
     if name == "replay":
         start, end = replay_window(settings, start, end)
     summary = PipelineSummary(run_id or new_run_id("run"), name, start, end)
     console = Console(stderr=True)
+    res = Resources(settings)  # one object store and one warehouse for the four stages
+    run_id = summary.run_id
+
+    def ingest_step() -> StageResult:
+        weather = ingest.make_source(settings, name, res)
+        return ingest.run(
+            settings, source=name, start=start, end=end, run_id=run_id, weather_source=weather, resources=res
+        )
+
     steps = [
-        ("ingest", lambda: ingest_stage.run(settings, source=name, start=start, end=end, run_id=summary.run_id)),
-        ("bronze", lambda: bronze.run(settings, run_id=summary.run_id)),
-        ("silver", lambda: silver_job.run(settings, start=start, end=end, run_id=summary.run_id)),
-        ("gold", lambda: gold.run(settings, run_id=summary.run_id)),
+        ("ingest", ingest_step),
+        ("bronze", lambda: bronze.run(settings, run_id=run_id, resources=res)),
+        ("silver", lambda: silver.run(settings, start=start, end=end, run_id=run_id, resources=res)),
+        ("gold", lambda: gold.run(settings, run_id=run_id, resources=res)),
     ]
     for i, (stage_name, step) in enumerate(steps, 1):
         with console.status(f"[{i}/{len(steps)}] {stage_name} …"):

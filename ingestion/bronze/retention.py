@@ -7,11 +7,10 @@ import logging
 from dataclasses import dataclass
 
 from ingestion.bronze import manifest
-from weatherpipe import db
 from weatherpipe.audit import stage_scope
+from weatherpipe.resources import Resources
 from weatherpipe.results import Metrics, StageResult, new_run_id, utcnow
 from weatherpipe.settings import Settings
-from weatherpipe.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +33,7 @@ def retention(
     dry_run: bool = False,
     force: bool = False,
     now: dt.datetime | None = None,
+    resources: Resources | None = None,
 ) -> StageResult[RetentionMetrics]:
     """Delete the bronze objects bronze wrote more than ``days`` days ago, and their manifest rows.
 
@@ -44,10 +44,11 @@ def retention(
     finished by the next one (deleting a missing key is a no-op)."""
     result = StageResult("retention", new_run_id("retention"), metrics=RetentionMetrics())
     cutoff = (now or utcnow()) - dt.timedelta(days=days)
-    pg = settings.postgres
+    res = Resources.of(settings, resources)
+    ops = settings.postgres.ops_schema
     with stage_scope(settings, result):
-        with db.connect(pg) as conn:
-            rows = manifest.written_before(conn, pg.ops_schema, cutoff)
+        with res.warehouse.connect() as conn:
+            rows = manifest.written_before(conn, ops, cutoff)
         processed = [key for key, done in rows if done]
         unprocessed = [key for key, done in rows if not done]
         doomed = processed + unprocessed if force else processed
@@ -69,8 +70,8 @@ def retention(
         for key in doomed:
             log.info("%s %s", "would delete" if dry_run else "delete", key)
         if not dry_run and doomed:
-            ObjectStore(settings.s3).delete(doomed)
-            with db.connect(pg) as conn:
-                manifest.forget(conn, pg.ops_schema, doomed)
+            res.store.delete(doomed)
+            with res.warehouse.connect() as conn:
+                manifest.forget(conn, ops, doomed)
             result.rows_out = len(doomed)
     return result

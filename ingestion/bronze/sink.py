@@ -40,13 +40,11 @@ def split_ranges(messages: list[Record], block: int) -> Iterable[list[Record]]:
 class BronzeSink:
     """Owns the partitions ``p`` with ``p % workers == worker`` (all of them with one worker)."""
 
-    def __init__(
-        self, settings: Settings, run_id: str, worker: int = 0, workers: int = 1, store: ObjectStore | None = None
-    ) -> None:
+    def __init__(self, settings: Settings, store: ObjectStore, run_id: str, worker: int = 0, workers: int = 1) -> None:
         self.settings = settings
         self.kafka = settings.kafka
         self.topic = settings.kafka.topic
-        self.store = store or ObjectStore(settings.s3)
+        self.store = store
         self.writer = BronzeWriter(settings, self.store, self.topic, run_id)
         self.stop = threading.Event()
         self.consumer = self._consumer()
@@ -204,15 +202,9 @@ class SinkOutcome:
 
 
 def sink_partitions(
-    settings: Settings,
-    run_id: str,
-    *,
-    follow: bool,
-    worker: int = 0,
-    workers: int = 1,
-    store: ObjectStore | None = None,
+    settings: Settings, store: ObjectStore, run_id: str, *, follow: bool, worker: int = 0, workers: int = 1
 ) -> SinkOutcome:
-    sink = BronzeSink(settings, run_id, worker, workers, store)
+    sink = BronzeSink(settings, store, run_id, worker, workers)
     try:
         if follow:
             _stop_on_signals(sink.stop)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from ingestion.bronze.sink import sink_partitions
 from ingestion.bronze.workers import drain_in_workers, drain_workers
 from weatherpipe.audit import stage_scope
+from weatherpipe.resources import Resources
 from weatherpipe.results import Check, Counts, Metrics, StageResult, new_run_id
 from weatherpipe.settings import Settings
 
@@ -31,16 +32,19 @@ class BronzeMetrics(Metrics):
         ]
 
 
-def run(settings: Settings, *, follow: bool = False, run_id: str | None = None) -> StageResult[BronzeMetrics]:
+def run(
+    settings: Settings, *, follow: bool = False, run_id: str | None = None, resources: Resources | None = None
+) -> StageResult[BronzeMetrics]:
     """Drain (or follow) the topic into bronze. A drain runs in ``drain_workers`` processes; follow in this one."""
     run_id = run_id or new_run_id("bronze")
     result = StageResult("bronze", run_id, metrics=BronzeMetrics())
+    res = Resources.of(settings, resources)
     with stage_scope(settings, result):
         workers = 1 if follow else drain_workers(settings)
         if workers == 1:
-            outcome = sink_partitions(settings, run_id, follow=follow)
+            outcome = sink_partitions(settings, res.store, run_id, follow=follow)
         else:
-            outcome = drain_in_workers(settings, run_id, workers)
+            outcome = drain_in_workers(settings, run_id, workers)  # its children build their own client
         result.rows_in = outcome.read
         result.rows_out = sum(w.rows for w in outcome.written if w.hour is not None)
         result.rows_rejected = sum(w.rows for w in outcome.written if w.hour is None)

@@ -32,7 +32,9 @@ def drain_in_workers(settings: Settings, run_id: str, workers: int) -> SinkOutco
     ctx = multiprocessing.get_context("fork")  # the imports are done: a worker starts in milliseconds
     # one-time costs paid here, not once per worker: pyarrow imports pandas on its first array (0.5 s), botocore
     # loads its service model on the first client (0.2 s) and builds each client (15 ms). The workers inherit the
-    # client: it has opened no connection yet, so each child starts with an empty pool of its own.
+    # client: it has opened no connection yet, so each child starts with an empty pool of its own. (Not the entry
+    # point's client: an earlier stage may have left connections in its pool, and two children must never share
+    # an inherited socket.)
     pa.array([0])
     store = ObjectStore(settings.s3)
     prctl = _prctl()
@@ -89,7 +91,7 @@ def _worker_main(
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
     try:
-        outcome = sink_partitions(settings, run_id, follow=False, worker=worker, workers=workers, store=store)
+        outcome = sink_partitions(settings, store, run_id, follow=False, worker=worker, workers=workers)
         message: tuple[str, Any] = ("ok", outcome)
     except BaseException as exc:  # sent to the parent, which raises it
         message = (

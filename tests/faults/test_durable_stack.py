@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer
 
-from ingestion import bronze, stage
+from ingestion import bronze, ingest
 from tests.support import NYC, assert_bronze_exactly, derive, free_port, free_s3_port, is_zombie, wait_for
 from weatherpipe import db, stack
 from weatherpipe.settings import Settings
@@ -49,9 +49,9 @@ def test_a_broker_killed_between_ingest_and_drain_loses_nothing(durable: tuple[S
     """Acknowledged messages, the sink's committed offsets and the topic's configuration survive a SIGKILL of the
     broker: the next drain reads exactly what the earlier drain had not, and bronze holds every message once."""
     other, broker = durable
-    first = stage.run(other, source="replay", city_ids=NYC, start=START, end=START + DAY)
+    first = ingest.run(other, source="replay", city_ids=NYC, start=START, end=START + DAY)
     assert bronze.run(other).rows_out == first.rows_out  # drained: offsets committed
-    second = stage.run(other, source="replay", city_ids=NYC, start=START + DAY, end=START + 2 * DAY)
+    second = ingest.run(other, source="replay", city_ids=NYC, start=START + DAY, end=START + 2 * DAY)
     assert second.status == "success" and second.rows_out > 0  # acknowledged (acks=all), not drained yet
 
     _sigkill(broker.pid())

@@ -103,7 +103,7 @@ def test_ingest_survives_kafka_stopped_mid_publish_and_restarted(settings: Setti
     """A second broker (its own Tansu) is stopped in the middle of an ingest: the stage fails with a clear
     transient error saying how much was confirmed; after a restart, re-ingesting the same window (deterministic
     event ids) leaves every observation in bronze exactly once."""
-    from ingestion import stage
+    from ingestion import ingest
     from ingestion.sources.replay import ReplaySource
     from tests.support import bronze_rows
     from weatherpipe.errors import DeliveryError
@@ -131,11 +131,11 @@ def test_ingest_survives_kafka_stopped_mid_publish_and_restarted(settings: Setti
     try:
         kafka.up()
         with pytest.raises(DeliveryError) as err:
-            stage.run(other, source="replay", weather_source=StopsTheBroker(), **window)
+            ingest.run(other, source="replay", weather_source=StopsTheBroker(), **window)
         assert err.value.transient and str(err.value).startswith("Kafka confirmed ")
         assert "Traceback" not in str(err.value)
         kafka.up()  # memory storage: the restarted broker is empty, the window is ingested again
-        again = stage.run(other, source="replay", **window)
+        again = ingest.run(other, source="replay", **window)
         assert again.status == "success" and again.rows_out == again.rows_in > 400
         drained = bronze.run(other)
         rows = bronze_rows(other)

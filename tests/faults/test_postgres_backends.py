@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from ingestion import bronze
-from spark_jobs import silver_job
+from spark_jobs import silver
 from spark_jobs.pg_writer import LOAD_PREFIX
 from tests.support import NYC, derive, in_thread
 from weatherpipe import db, gold
@@ -53,16 +53,16 @@ def _terminate_lock_waiters(pg: Any, blocker: Any, *, timeout_s: float, like: st
 def test_silver_merge_survives_a_terminated_backend(settings: Settings, spark) -> None:
     """PostgreSQL kills the Silver job's connection in the middle of its merge: a clear transient error, staging
     and the manifest untouched (one transaction), and the next run loads everything."""
-    from ingestion import stage
+    from ingestion import ingest
 
-    stage.run(settings, source="replay", city_ids=NYC, start=START, end=START + dt.timedelta(days=1))
+    ingest.run(settings, source="replay", city_ids=NYC, start=START, end=START + dt.timedelta(days=1))
     drained = bronze.run(settings)
-    silver_job.ensure_staging(settings)
+    silver.ensure_staging(settings)
     pg = settings.postgres
     staging = f'"{pg.staging_schema}"."weather_observations"'
     with psycopg.connect(pg.conninfo()) as blocker:  # writes wait for it; reads and the COPYs go on
         blocker.execute(f"lock table {staging} in share mode")
-        thread, out = in_thread(lambda: silver_job.run(settings, spark=spark))
+        thread, out = in_thread(lambda: silver.run(settings, spark=spark))
         killed = _terminate_lock_waiters(pg, blocker, timeout_s=180, like=f"insert into {staging}%")
         blocker.rollback()
         thread.join(timeout=120)
@@ -78,7 +78,7 @@ def test_silver_merge_survives_a_terminated_backend(settings: Settings, spark) -
             f"select status from \"{pg.ops_schema}\".pipeline_runs where stage = 'silver' order by finished_at"
         ).fetchall()
     assert status == [("failed",)]
-    again = silver_job.run(settings, spark=spark)
+    again = silver.run(settings, spark=spark)
     assert again.status == "success" and again.rows_out == drained.rows_out
     with db.connect(pg) as conn:
         assert conn.execute(f"select count(*) from {staging}").fetchone()[0] == drained.rows_out
@@ -92,16 +92,16 @@ def test_silver_merge_survives_a_terminated_backend(settings: Settings, spark) -
 def test_dbt_build_survives_terminated_backends(settings: Settings, spark) -> None:
     """PostgreSQL kills dbt's connections during an incremental `dbt build`: a clear transient error, the marts
     as they were (no partial Gold), and the next build completes and equals a full refresh."""
-    from ingestion import stage
+    from ingestion import ingest
     from tests.support import marts_hash
 
     warehouse = derive(settings, dbt={"schema_prefix": f"r{settings.postgres.staging_schema[-8:]}_"})
     try:
         for day in range(2):
             start = START + dt.timedelta(days=day)
-            stage.run(warehouse, source="replay", city_ids=NYC, start=start, end=start + dt.timedelta(days=1))
+            ingest.run(warehouse, source="replay", city_ids=NYC, start=start, end=start + dt.timedelta(days=1))
             bronze.run(warehouse)
-            silver_job.run(warehouse, spark=spark)
+            silver.run(warehouse, spark=spark)
             if day == 0:
                 gold.run(warehouse)
                 before = marts_hash(warehouse)

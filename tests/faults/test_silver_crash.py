@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from spark_jobs import silver_job
+from spark_jobs import silver
 from spark_jobs.pg_writer import LOAD_PREFIX
 from tests.support import (
     ROOT,
@@ -38,7 +38,7 @@ def test_killed_mid_write_leaves_target_untouched(settings: Settings, spark) -> 
     """SIGKILL the job (driver and its Python workers) once every task has COPYed its load table and the merge has
     begun. A share lock on the target holds the merge at that point, so the kill lands there on any machine."""
     loaded = ingest_twice_to_bronze(settings, START, END)
-    silver_job.ensure_staging(settings)
+    silver.ensure_staging(settings)
     env = {
         **os.environ,
         "WEATHERPIPE_KAFKA__TOPIC": settings.kafka.topic,
@@ -50,7 +50,7 @@ def test_killed_mid_write_leaves_target_untouched(settings: Settings, spark) -> 
     with psycopg.connect(settings.postgres.conninfo()) as blocker:
         blocker.execute(f"lock table {target} in share mode")  # reads and the COPYs go on; the merge waits
         proc = subprocess.Popen(
-            [sys.executable, "-m", "spark_jobs.silver_job"],
+            [sys.executable, "-m", "spark_jobs.silver"],
             env=env,
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
@@ -74,7 +74,7 @@ def test_killed_mid_write_leaves_target_untouched(settings: Settings, spark) -> 
     assert query(settings, "select count(*) from {s}.weather_observations")[0][0] == 0
     assert query(settings, "select count(*) from {o}.bronze_manifest where silver_processed_at is not null") == [(0,)]
 
-    result = silver_job.run(settings, spark=spark)  # sweeps the orphans, then completes
+    result = silver.run(settings, spark=spark)  # sweeps the orphans, then completes
     assert result.rows_out == loaded - 1
     leftovers = query(
         settings,
@@ -103,11 +103,11 @@ def test_connect_server_killed_mid_job_is_transient_and_the_next_run_completes(
     own = private_spark(settings, tmp_path / "stack", cluster=False)
     with spark_running(own) as (server,):
         loaded = ingest_twice_to_bronze(settings, START, END)
-        silver_job.ensure_staging(settings)
+        silver.ensure_staging(settings)
         quarantine = f'"{settings.postgres.staging_schema}".weather_quarantine'
         with psycopg.connect(settings.postgres.conninfo()) as blocker:
             blocker.execute(f"lock table {quarantine} in access exclusive mode")
-            thread, out = in_thread(lambda: silver_job.run(own))
+            thread, out = in_thread(lambda: silver.run(own))
             wait_for(
                 lambda: blocked_by(settings, blocker, f"%{LOAD_PREFIX}%") or not thread.is_alive(),
                 what="a task waited to create its load table",
@@ -131,6 +131,6 @@ def test_connect_server_killed_mid_job_is_transient_and_the_next_run_completes(
         ]
 
         server.up()  # back (a new JVM: the dead one's sessions are gone)
-        result = silver_job.run(own)
+        result = silver.run(own)
         assert result.rows_out == loaded - 1
         assert load_tables(settings) == 0

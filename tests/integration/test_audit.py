@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ingestion.stage import IngestMetrics
+from ingestion.ingest import IngestMetrics
 from weatherpipe import audit, db
 from weatherpipe.results import StageResult, timed
 from weatherpipe.settings import Settings

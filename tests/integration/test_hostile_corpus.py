@@ -7,7 +7,7 @@ import collections
 import pytest
 
 from ingestion import bronze
-from spark_jobs import silver_job
+from spark_jobs import silver
 from tests.support import deadletters, derive, publish_raw
 from tests.support.corpus.build_corpus import load, value
 from weatherpipe import db, gold
@@ -32,12 +32,14 @@ def test_hostile_corpus_through_the_whole_pipeline(settings: Settings, spark) ->
         if c["expect"] == "deadletter":
             assert f"corpus-{c['id']}" in by_key, c["why"]
 
-    silver = silver_job.run(settings, spark=spark)  # must not crash
-    d = silver.metrics
-    assert silver.rows_in == drained.rows_out
-    assert silver.rows_rejected == expected["quarantine"]
+    cleaned = silver.run(settings, spark=spark)  # must not crash
+    d = cleaned.metrics
+    assert cleaned.rows_in == drained.rows_out
+    assert cleaned.rows_rejected == expected["quarantine"]
     assert d.inserted == expected["clean"] and d.duplicates_in_batch == expected["duplicate"]
-    assert silver.rows_in == d.inserted + d.updated + d.stale_vs_staging + d.duplicates_in_batch + silver.rows_rejected
+    assert (
+        cleaned.rows_in == d.inserted + d.updated + d.stale_vs_staging + d.duplicates_in_batch + cleaned.rows_rejected
+    )
     with db.connect(settings.postgres.admin) as conn:
         s = settings.postgres.staging_schema
         quarantined = conn.execute(f'select failed_rules from "{s}".weather_quarantine').fetchall()

@@ -337,10 +337,10 @@ def marts_hash(settings: Settings) -> tuple:
 def ingest_twice_to_bronze(settings: Settings, start: Any, end: Any) -> int:
     """The replay window ingested twice (a re-fetch: same event ids, later ingestion) and drained to bronze;
     returns the rows of one ingest."""
-    from ingestion import bronze, stage
+    from ingestion import bronze, ingest
 
-    first = stage.run(settings, source="replay", city_ids=NYC, start=start, end=end)
-    stage.run(settings, source="replay", city_ids=NYC, start=start, end=end)
+    first = ingest.run(settings, source="replay", city_ids=NYC, start=start, end=end)
+    ingest.run(settings, source="replay", city_ids=NYC, start=start, end=end)
     assert bronze.run(settings).rows_out == 2 * first.rows_out
     return first.rows_out
 
@@ -385,9 +385,9 @@ def drop_warehouse(settings: Settings) -> None:
 
 def load_replay(settings: Settings, spark: Any, start: Any, end: Any) -> None:
     """The replay of the three New York stations over ``[start, end)``, through ingest, bronze and Silver."""
-    from ingestion import bronze, stage
-    from spark_jobs import silver_job
+    from ingestion import bronze, ingest
+    from spark_jobs import silver
 
-    stage.run(settings, source="replay", city_ids=NYC, start=start, end=end)
+    ingest.run(settings, source="replay", city_ids=NYC, start=start, end=end)
     bronze.run(settings)
-    silver_job.run(settings, spark=spark)
+    silver.run(settings, spark=spark)

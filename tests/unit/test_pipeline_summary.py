@@ -18,8 +18,8 @@ def test_the_run_summary_states_its_window_in_utc() -> None:
 def test_each_stage_reconciles_its_own_counts_and_reads_back_typed() -> None:
     """The checks come from each stage's metrics class; an audit row's JSON reads back as the same metrics."""
     from ingestion.bronze.stage import BronzeMetrics
-    from ingestion.stage import IngestMetrics
-    from spark_jobs.silver_job import SilverMetrics
+    from ingestion.ingest import IngestMetrics
+    from spark_jobs.silver import SilverMetrics
     from weatherpipe.pipeline import reconcile
     from weatherpipe.results import StageResult
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from ingestion import bronze, stage
+from ingestion import bronze, ingest
 from tests.support import bronze_rows, deadletters, envelope_bytes, manifest_rows, publish_raw, query
 from weatherpipe.settings import Settings
 
@@ -13,14 +13,14 @@ T0 = dt.datetime(2013, 3, 1, 0, tzinfo=dt.UTC)
 
 
 def test_n_published_is_n_in_bronze_partitioned_by_event_hour(settings: Settings) -> None:
-    ingest = stage.run(
+    published = ingest.run(
         settings, source="replay", start=T0, end=T0 + dt.timedelta(days=2), city_ids=["nyc-jfk", "nyc-lga", "nyc-ewr"]
     )
     result = bronze.run(settings)
     assert result.status == "success"
-    assert result.rows_in == result.rows_out == ingest.rows_out > 100
+    assert result.rows_in == result.rows_out == published.rows_out > 100
     rows = bronze_rows(settings)
-    assert len(rows) == ingest.rows_out
+    assert len(rows) == published.rows_out
     assert len({r["event_id"] for r in rows}) == len(rows)
     for r in rows:  # every row sits in the partition of its own event hour
         assert f"observed_date={r['observed_at']:%Y-%m-%d}/observed_hour={r['observed_at']:%H}/" in r["_key"]
@@ -31,7 +31,7 @@ def test_n_published_is_n_in_bronze_partitioned_by_event_hour(settings: Settings
     assert sorted(k for k, _, _ in manifest) == sorted(result.objects) == sorted({r["_key"] for r in rows})
     assert sum(n for _, n, _ in manifest) == len(rows)
     committed = sum(v["to"] - v["from"] for v in result.offsets.values())
-    assert committed == ingest.rows_out
+    assert committed == published.rows_out
 
     again = bronze.run(settings)  # nothing new: writes nothing
     assert (again.rows_in, again.rows_out, again.objects) == (0, 0, [])

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from ingestion import stage
+from ingestion import ingest
 from ingestion.budget import CallBudget
 from ingestion.envelope import Envelope
 from ingestion.sources.base import ProviderUnreachable
@@ -16,6 +16,7 @@ from tests.support import consume_all, derive, query
 from tests.support.fake_weather_api import API_KEY, OW_404, OW_429, FakeWeatherApi, Reply, open_meteo_current
 from weatherpipe.cities import load_cities
 from weatherpipe.errors import ConfigError
+from weatherpipe.resources import Warehouse
 from weatherpipe.settings import Settings, load_settings
 from weatherpipe.storage import ObjectStore
 
@@ -38,7 +39,7 @@ def test_openweather_is_always_asked_for_standard_units(
     api_settings: Settings, fake: FakeWeatherApi, monkeypatch
 ) -> None:
     """Silver converts from Kelvin: a `units` setting that asked for °C or °F corrupted every row. It is gone."""
-    stage.run(api_settings, source="openweather", city_ids=["paris"])
+    ingest.run(api_settings, source="openweather", city_ids=["paris"])
     assert [q.get("units") for _, q in fake.requests] == ["standard"]
     monkeypatch.setenv("WEATHERPIPE_API__UNITS", "metric")
     with pytest.raises(ConfigError, match=r"api\.units"):
@@ -49,7 +50,7 @@ def test_a_timestamp_in_milliseconds_fails_that_city_only(api_settings: Settings
     body = fake.openweather("london")
     body["dt"] *= 1000
     fake.queue("london", Reply(200, json.dumps(body).encode()))
-    result = stage.run(api_settings, source="openweather", city_ids=THREE)
+    result = ingest.run(api_settings, source="openweather", city_ids=THREE)
     assert result.status == "partial" and result.rows_out == 2
     assert "out of range for a Unix time in seconds" in result.metrics.failed_cities["london"]
     assert set(published(api_settings, 2)) == {"paris", "berlin"}
@@ -60,16 +61,16 @@ def test_a_timestamp_in_milliseconds_fails_that_city_only(api_settings: Settings
 def test_every_attempt_is_paid_from_the_budget(api_settings: Settings, fake: FakeWeatherApi) -> None:
     budgeted = derive(api_settings, api={"monthly_call_budget": 10})
     fake.queue("paris", Reply(429, OW_429, {"Retry-After": "0"}), Reply(503, b""))
-    assert stage.run(budgeted, source="openweather", city_ids=["paris"]).rows_out == 1
+    assert ingest.run(budgeted, source="openweather", city_ids=["paris"]).rows_out == 1
     assert fake.calls("/data/2.5/weather") == 3
-    assert CallBudget(budgeted).used() == 3  # one call per attempt, not one per city
+    assert CallBudget(Warehouse(budgeted.postgres), budgeted).used() == 3  # one call per attempt, not one per city
 
 
 def test_no_attempt_is_started_that_the_budget_cannot_pay(api_settings: Settings, fake: FakeWeatherApi) -> None:
     tight = derive(api_settings, api={"monthly_call_budget": 3})
     fake.queue("paris", *[Reply(503, b"")] * 3)
-    result = stage.run(tight, source="openweather", city_ids=["paris", "london"])
-    assert fake.calls("/data/2.5/weather") == 3 and CallBudget(tight).used() == 3
+    result = ingest.run(tight, source="openweather", city_ids=["paris", "london"])
+    assert fake.calls("/data/2.5/weather") == 3 and CallBudget(Warehouse(tight.postgres), tight).used() == 3
     assert result.rows_out == 0 and result.status == "partial"
     assert set(result.metrics.failed_cities) == {"paris", "london"}
     assert "not fetched" in result.metrics.failed_cities["london"]
@@ -78,7 +79,7 @@ def test_no_attempt_is_started_that_the_budget_cannot_pay(api_settings: Settings
 def test_retry_after_is_honoured_beyond_the_backoff_ceiling(api_settings: Settings, fake: FakeWeatherApi) -> None:
     fake.queue("paris", Reply(429, OW_429, {"Retry-After": "1"}))
     started = time.monotonic()
-    assert stage.run(api_settings, source="openweather", city_ids=["paris"]).rows_out == 1
+    assert ingest.run(api_settings, source="openweather", city_ids=["paris"]).rows_out == 1
     assert time.monotonic() - started >= 1.0  # asked for 1 s; the backoff ceiling is 0.05 s
     assert fake.calls("/data/2.5/weather") == 2
 
@@ -88,7 +89,7 @@ def test_a_retry_after_longer_than_allowed_fails_the_city_without_calling_again(
 ) -> None:
     patient = derive(api_settings, api={"max_retry_after_s": 5})
     fake.queue("paris", Reply(429, OW_429, {"Retry-After": "120"}))
-    result = stage.run(patient, source="openweather", city_ids=["paris", "london"])
+    result = ingest.run(patient, source="openweather", city_ids=["paris", "london"])
     assert fake.calls("/data/2.5/weather") == 2  # paris once, london once
     assert result.rows_out == 1 and "HTTP 429" in result.metrics.failed_cities["paris"]
 
@@ -101,7 +102,7 @@ def test_one_bad_token_in_a_batch_fails_only_its_city(api_settings: Settings, fa
     items[1] = items[1].replace('"temperature_2m": 12.4', '"temperature_2m": nan')
     fake.queue("paris", Reply(200, ("[" + ",".join(items) + "]").encode()))
     fake.queue("london", Reply(200, items[1].encode()))
-    result = stage.run(api_settings, source="open-meteo", city_ids=[c.id for c in cities])
+    result = ingest.run(api_settings, source="open-meteo", city_ids=[c.id for c in cities])
     assert result.rows_out == 4 and list(result.metrics.failed_cities) == ["london"]
     assert "not JSON" in result.metrics.failed_cities["london"]
     assert fake.calls("/v1/forecast") == 1 + 5
@@ -118,8 +119,8 @@ def test_the_envelope_carries_the_payload_bytes_as_received(api_settings: Settin
     cities = load_cities(api_settings, ["tokyo", "dakar"])
     batch = "[" + ", ".join(json.dumps(open_meteo_current(c, fake.now), indent=2) for c in cities) + "]"
     fake.queue("tokyo", Reply(200, batch.encode()))
-    stage.run(api_settings, source="openweather", city_ids=["paris"])
-    stage.run(api_settings, source="open-meteo", city_ids=["tokyo", "dakar"])
+    ingest.run(api_settings, source="openweather", city_ids=["paris"])
+    ingest.run(api_settings, source="open-meteo", city_ids=["tokyo", "dakar"])
     got = published(api_settings, 3)
     assert bytes(got["paris"].payload) == raw.encode()
     assert bytes(got["dakar"].payload) == json.dumps(open_meteo_current(cities[1], fake.now), indent=2).encode()
@@ -127,7 +128,7 @@ def test_the_envelope_carries_the_payload_bytes_as_received(api_settings: Settin
 
 def test_provider_error_text_is_redacted_everywhere(api_settings: Settings, fake: FakeWeatherApi) -> None:
     fake.queue("london", Reply(404, {**OW_404, "message": f"city not found for appid {API_KEY}"}))
-    result = stage.run(api_settings, source="openweather", city_ids=THREE, run_id="redact-1")
+    result = ingest.run(api_settings, source="openweather", city_ids=THREE, run_id="redact-1")
     assert "city not found" in result.metrics.failed_cities["london"]
     assert API_KEY not in json.dumps(result.to_dict(), default=str)
     stored = query(
@@ -142,7 +143,7 @@ def test_an_unreachable_provider_stops_after_a_few_connection_failures(api_setti
     dead = derive(api_settings, api={"openweather_base_url": "http://127.0.0.1:9", "max_attempts": 5})
     cities = [c.id for c in load_cities(api_settings)]
     with pytest.raises(ProviderUnreachable) as err:
-        stage.run(dead, source="openweather", run_id="dead-1")
+        ingest.run(dead, source="openweather", run_id="dead-1")
     text = str(err.value)
     assert "\n" not in text and "unreachable at 127.0.0.1:9 (3 connection failures in a row)" in text
     assert f"{len(cities)} cities skipped" in text

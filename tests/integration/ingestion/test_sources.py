@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from ingestion import stage
+from ingestion import ingest
 from ingestion.budget import CallBudget
 from ingestion.envelope import Envelope, event_id
 from tests.support import consume_all, derive
@@ -18,6 +18,7 @@ from tests.support.fake_weather_api import API_KEY, OM_400, OW_404, OW_429, Fake
 from weatherpipe import db
 from weatherpipe.errors import BudgetExceeded, ConfigError, ServiceUnavailable, SourceAuthError, SourceError
 from weatherpipe.log import JsonFormatter, RedactingFilter
+from weatherpipe.resources import Warehouse
 from weatherpipe.settings import Settings
 
 THREE = ["paris", "london", "berlin"]
@@ -56,7 +57,7 @@ def test_replay_publishes_window_with_original_timestamps_and_stable_ids(setting
     start, end = dt.datetime(2013, 1, 1, 6, tzinfo=dt.UTC), dt.datetime(2013, 1, 2, 6, tzinfo=dt.UTC)
     recorded = _recorded_rows(start, end)
     assert 60 < recorded < 72  # 3 stations x 24 hours, less the dataset's real gaps
-    first = stage.run(settings, source="replay", start=start, end=end, run_id="replay-1")
+    first = ingest.run(settings, source="replay", start=start, end=end, run_id="replay-1")
     assert first.status == "success"  # by default the replay takes the cities that have a recorded station
     assert first.rows_in == first.rows_out == recorded
     published = envelopes(settings, recorded)
@@ -68,7 +69,7 @@ def test_replay_publishes_window_with_original_timestamps_and_stable_ids(setting
     assert jfk.data()["origin"] == "JFK" and jfk.data()["time_hour"] == "2013-01-01T06:00:00Z"
     assert jfk.event_id == event_id("replay", "nyc-jfk", start)
 
-    second = stage.run(settings, source="replay", city_ids=["nyc-jfk"], start=start, end=end, run_id="replay-2")
+    second = ingest.run(settings, source="replay", city_ids=["nyc-jfk"], start=start, end=end, run_id="replay-2")
     assert second.status == "success" and second.rows_out == _recorded_rows(start, end, "JFK")
     again = envelopes(settings, recorded + second.rows_out)
     ids_by_run: dict[str, set[str]] = {}
@@ -76,7 +77,7 @@ def test_replay_publishes_window_with_original_timestamps_and_stable_ids(setting
         ids_by_run.setdefault(e.run_id, set()).add(e.event_id)
     assert ids_by_run["replay-2"] <= ids_by_run["replay-1"]  # the same observation keeps its identity
     assert audit(settings, "replay-1")[:4] == ("success", recorded, recorded, 0)
-    asked = stage.run(settings, source="replay", city_ids=["paris", "nyc-lga"], start=start, end=end)
+    asked = ingest.run(settings, source="replay", city_ids=["paris", "nyc-lga"], start=start, end=end)
     assert asked.status == "partial"  # a city asked for explicitly without a station is reported, not hidden
     assert asked.metrics.failed_cities == {"paris": "no replay_station configured for this city"}
 
@@ -97,7 +98,9 @@ def _recorded_rows(start: dt.datetime, end: dt.datetime, station: str | None = N
 
 def test_message_key_is_city_id_and_envelope_schema(settings: Settings) -> None:
     start = dt.datetime(2013, 2, 12, 0, tzinfo=dt.UTC)
-    result = stage.run(settings, source="replay", city_ids=["nyc-ewr"], start=start, end=start + dt.timedelta(hours=12))
+    result = ingest.run(
+        settings, source="replay", city_ids=["nyc-ewr"], start=start, end=start + dt.timedelta(hours=12)
+    )
     records = consume_all(settings, result.rows_out)
     assert len(records) == result.rows_out > 0 and {k for k, _ in records} == {b"nyc-ewr"}
     body = json.loads(records[0][1])
@@ -117,7 +120,7 @@ def test_message_key_is_city_id_and_envelope_schema(settings: Settings) -> None:
 # -- OpenWeather ----------------------------------------------------------------------------------------------
 def test_openweather_success_and_one_city_not_found(api_settings: Settings, fake: FakeWeatherApi) -> None:
     fake.queue("london", Reply(404, OW_404))
-    result = stage.run(api_settings, source="openweather", city_ids=THREE, run_id="ow-404")
+    result = ingest.run(api_settings, source="openweather", city_ids=THREE, run_id="ow-404")
     assert result.status == "partial"
     assert result.rows_out == 2 and result.metrics.failed_cities == {"london": "OpenWeather HTTP 404: city not found"}
     got = envelopes(api_settings, 2)
@@ -133,7 +136,7 @@ def test_openweather_bad_key_stops_with_one_clear_line(
 ) -> None:
     fake.api_key = "another-key"
     with pytest.raises(SourceAuthError) as err:
-        stage.run(api_settings, source="openweather", city_ids=THREE, run_id="ow-401")
+        ingest.run(api_settings, source="openweather", city_ids=THREE, run_id="ow-401")
     text = str(err.value)
     assert "401" in text and "Invalid API key" in text and "\n" not in text
     assert API_KEY not in text and API_KEY not in captured_logs.getvalue()
@@ -154,7 +157,7 @@ def test_openweather_bad_key_stops_with_one_clear_line(
 )
 def test_openweather_transient_errors_are_retried(api_settings: Settings, fake: FakeWeatherApi, reply: Reply) -> None:
     fake.queue("paris", reply, reply)
-    result = stage.run(api_settings, source="openweather", city_ids=["paris"])
+    result = ingest.run(api_settings, source="openweather", city_ids=["paris"])
     assert result.status == "success" and result.rows_out == 1
     assert fake.calls("/data/2.5/weather") == 3
 
@@ -163,7 +166,7 @@ def test_openweather_retry_after_is_honoured(api_settings: Settings, fake: FakeW
     slow = derive(api_settings, api={"backoff_max_s": 5.0})
     fake.queue("paris", Reply(429, OW_429, {"Retry-After": "1"}))
     t0 = time.monotonic()
-    stage.run(slow, source="openweather", city_ids=["paris"])
+    ingest.run(slow, source="openweather", city_ids=["paris"])
     assert time.monotonic() - t0 >= 1.0
 
 
@@ -173,7 +176,7 @@ def test_openweather_persistent_5xx_for_all_cities_is_transient_failure(
     for city in THREE:
         fake.queue(city, *[Reply(503, b"")] * 4)
     with pytest.raises(SourceError) as err:
-        stage.run(api_settings, source="openweather", city_ids=THREE, run_id="ow-503")
+        ingest.run(api_settings, source="openweather", city_ids=THREE, run_id="ow-503")
     assert err.value.transient and "HTTP 503" in str(err.value)
     assert fake.calls("/data/2.5/weather") == 12  # 4 bounded attempts per city
     assert audit(api_settings, "ow-503")[0] == "failed"
@@ -190,7 +193,7 @@ def test_openweather_bad_bodies_fail_that_city_only(
     api_settings: Settings, fake: FakeWeatherApi, reply: Reply, reason: str
 ) -> None:
     fake.queue("paris", reply)
-    result = stage.run(api_settings, source="openweather", city_ids=THREE)
+    result = ingest.run(api_settings, source="openweather", city_ids=THREE)
     assert result.status == "partial" and result.rows_out == 2
     assert reason in result.metrics.failed_cities["paris"]
 
@@ -198,12 +201,12 @@ def test_openweather_bad_bodies_fail_that_city_only(
 def test_connection_refused_is_transient(api_settings: Settings) -> None:
     dead = derive(api_settings, api={"openweather_base_url": "http://127.0.0.1:9", "max_attempts": 2})
     with pytest.raises(SourceError, match="cannot connect"):
-        stage.run(dead, source="openweather", city_ids=["paris"])
+        ingest.run(dead, source="openweather", city_ids=["paris"])
 
 
 def test_missing_key_is_a_config_error(settings: Settings) -> None:
     with pytest.raises(ConfigError, match="needs an API key"):
-        stage.run(derive(settings, api={"openweather_api_key": None}), source="openweather")
+        ingest.run(derive(settings, api={"openweather_api_key": None}), source="openweather")
 
 
 def test_canary_key_never_reaches_logs_errors_or_messages(
@@ -211,7 +214,7 @@ def test_canary_key_never_reaches_logs_errors_or_messages(
 ) -> None:
     fake.queue("paris", Reply(500, OW_404), Reply(500, OW_404))
     fake.queue("london", Reply(404, OW_404))
-    result = stage.run(api_settings, source="openweather", city_ids=THREE)
+    result = ingest.run(api_settings, source="openweather", city_ids=THREE)
     assert result.rows_out == 2
     raw = b"".join(v for _, v in consume_all(api_settings, 2))
     assert API_KEY.encode() not in raw
@@ -222,17 +225,17 @@ def test_canary_key_never_reaches_logs_errors_or_messages(
 
 def test_budget_refuses_to_overspend_before_calling(api_settings: Settings, fake: FakeWeatherApi) -> None:
     tight = derive(api_settings, api={"monthly_call_budget": 4})
-    assert stage.run(tight, source="openweather", city_ids=THREE).rows_out == 3
-    assert CallBudget(tight).used() == 3
+    assert ingest.run(tight, source="openweather", city_ids=THREE).rows_out == 3
+    assert CallBudget(Warehouse(tight.postgres), tight).used() == 3
     with pytest.raises(BudgetExceeded, match=r"exceed the monthly budget of 4 \(3 already used"):
-        stage.run(tight, source="openweather", city_ids=["paris", "rome"])
+        ingest.run(tight, source="openweather", city_ids=["paris", "rome"])
     assert fake.calls("/data/2.5/weather") == 3  # the refused run made no call
-    assert stage.run(tight, source="openweather", city_ids=["rome"]).rows_out == 1
+    assert ingest.run(tight, source="openweather", city_ids=["rome"]).rows_out == 1
 
 
 # -- Open-Meteo -----------------------------------------------------------------------------------------------
 def test_open_meteo_current_many_cities_in_one_call(api_settings: Settings, fake: FakeWeatherApi) -> None:
-    result = stage.run(api_settings, source="open-meteo", city_ids=[*THREE, "tokyo", "dakar"])
+    result = ingest.run(api_settings, source="open-meteo", city_ids=[*THREE, "tokyo", "dakar"])
     assert result.status == "success" and result.rows_out == 5
     assert fake.calls("/v1/forecast") == 1
     got = envelopes(api_settings, 5)
@@ -242,14 +245,14 @@ def test_open_meteo_current_many_cities_in_one_call(api_settings: Settings, fake
 
 def test_open_meteo_error_reason_is_reported(api_settings: Settings, fake: FakeWeatherApi) -> None:
     fake.queue("paris", Reply(400, OM_400))
-    result = stage.run(api_settings, source="open-meteo", city_ids=THREE)
+    result = ingest.run(api_settings, source="open-meteo", city_ids=THREE)
     assert result.rows_out == 0 and result.status == "partial"
     assert all("invalid String value" in r for r in result.metrics.failed_cities.values())
 
 
 def test_open_meteo_archive_backfill(api_settings: Settings, fake: FakeWeatherApi) -> None:
     start, end = dt.datetime(2024, 3, 1, tzinfo=dt.UTC), dt.datetime(2024, 3, 3, tzinfo=dt.UTC)
-    result = stage.run(api_settings, source="open-meteo-archive", city_ids=["paris"], start=start, end=end)
+    result = ingest.run(api_settings, source="open-meteo-archive", city_ids=["paris"], start=start, end=end)
     assert result.rows_out == 48
     got = sorted(envelopes(api_settings, 48), key=lambda e: e.observed_at)
     assert got[0].observed_at == start and got[-1].observed_at == end - dt.timedelta(hours=1)
@@ -262,5 +265,5 @@ def test_broker_unreachable_is_a_clear_transient_error(settings: Settings) -> No
     down = derive(settings, kafka={"bootstrap_servers": "127.0.0.1:9", "request_timeout_ms": 2000})
     start = dt.datetime(2013, 1, 1, 6, tzinfo=dt.UTC)
     with pytest.raises(ServiceUnavailable) as err:
-        stage.run(down, source="replay", city_ids=["nyc-jfk"], start=start, end=start + dt.timedelta(hours=2))
+        ingest.run(down, source="replay", city_ids=["nyc-jfk"], start=start, end=start + dt.timedelta(hours=2))
     assert err.value.transient and "127.0.0.1:9" in str(err.value)

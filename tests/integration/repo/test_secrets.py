@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ingestion import bronze
-from spark_jobs import silver_job
+from spark_jobs import silver
 from tests.support import ROOT, derive
 from weatherpipe import db, gold
 from weatherpipe.settings import Settings
@@ -45,7 +45,7 @@ def test_no_secret_in_the_repository() -> None:
 @pytest.mark.spark
 def test_canary_secrets_never_land_anywhere(settings: Settings, spark, tmp_path: Path, capfd) -> None:
     """A run with canary API key and passwords: none appears in logs, exceptions, Kafka, bronze, tables or docs."""
-    from ingestion import stage
+    from ingestion import ingest
     from tests.support import bronze_rows, consume_all
     from tests.support.fake_weather_api import FakeWeatherApi
     from weatherpipe.cities import load_cities
@@ -72,9 +72,9 @@ def test_canary_secrets_never_land_anywhere(settings: Settings, spark, tmp_path:
         )
         configure_logging("DEBUG", "json", canary.secrets())
         db.provision(canary)  # role passwords are set as SCRAM verifiers: the statements carry no password
-        stage.run(canary, source="openweather", city_ids=["paris", "london", "nyc-jfk"])
+        ingest.run(canary, source="openweather", city_ids=["paris", "london", "nyc-jfk"])
         bronze.run(canary)
-        silver_job.run(canary, spark=spark)
+        silver.run(canary, spark=spark)
         gold.run(canary)
         docs = gold.build_docs(canary)
     captured = capfd.readouterr()

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from spark_jobs import silver_job
+from spark_jobs import silver
 from tests.support import ingest_twice_to_bronze, query
 from weatherpipe import stack
 from weatherpipe.settings import ROOT, Settings
@@ -53,7 +53,7 @@ def test_silver_tasks_run_on_the_workers_executors(
     before = tasks_by_executor(spark_cluster)
 
     loaded = ingest_twice_to_bronze(settings, START, END)
-    result = silver_job.run(settings, spark=cluster_session)
+    result = silver.run(settings, spark=cluster_session)
     assert result.rows_out == loaded == query(settings, "select count(*) from {s}.weather_observations")[0][0]
 
     after = tasks_by_executor(spark_cluster)

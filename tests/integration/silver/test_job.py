@@ -9,8 +9,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ingestion import bronze, stage
-from spark_jobs import schemas, silver_job
+from ingestion import bronze, ingest
+from spark_jobs import schemas, silver
 from tests.support import (
     NYC,
     blocked_by,
@@ -47,7 +47,7 @@ def bronze_twice(settings: Settings) -> int:
 
 def test_bronze_to_staging_cleans_quarantines_and_deduplicates(settings: Settings, spark, bronze_twice: int) -> None:
     n = bronze_twice
-    result = silver_job.run(settings, spark=spark, run_id="silver-1")
+    result = silver.run(settings, spark=spark, run_id="silver-1")
     d = result.metrics
     assert result.rows_in == 2 * n
     assert result.rows_rejected == d.quarantined == 2  # the anomaly, once per ingestion
@@ -74,11 +74,11 @@ def test_bronze_to_staging_cleans_quarantines_and_deduplicates(settings: Setting
 
 
 def test_identical_refetch_is_a_no_op_but_a_changed_value_updates(settings: Settings, spark, bronze_twice: int) -> None:
-    silver_job.run(settings, spark=spark)
+    silver.run(settings, spark=spark)
     before = table_hash(settings)
-    stage.run(settings, source="replay", city_ids=NYC, start=START, end=END)  # a third, identical fetch
+    ingest.run(settings, source="replay", city_ids=NYC, start=START, end=END)  # a third, identical fetch
     bronze.run(settings)
-    again = silver_job.run(settings, spark=spark)
+    again = silver.run(settings, spark=spark)
     assert again.metrics.updated == 0 and again.metrics.stale_vs_staging == bronze_twice - 1
     assert table_hash(settings) == before
     from ingestion.envelope import Envelope
@@ -93,7 +93,7 @@ def test_identical_refetch_is_a_no_op_but_a_changed_value_updates(settings: Sett
     )
     publish_raw(settings, [corrected.to_bytes()])
     bronze.run(settings)
-    fixed = silver_job.run(settings, spark=spark)
+    fixed = silver.run(settings, spark=spark)
     assert (fixed.metrics.inserted, fixed.metrics.updated) == (0, 1)
     assert query(
         settings,
@@ -103,13 +103,13 @@ def test_identical_refetch_is_a_no_op_but_a_changed_value_updates(settings: Sett
 
 
 def test_rerun_is_a_no_op(settings: Settings, spark, bronze_twice: int) -> None:
-    silver_job.run(settings, spark=spark)
+    silver.run(settings, spark=spark)
     before = table_hash(settings)
-    nothing = silver_job.run(settings, spark=spark)
+    nothing = silver.run(settings, spark=spark)
     assert (nothing.rows_in, nothing.objects) == (0, [])
-    window = silver_job.run(settings, spark=spark, start=START, end=END)  # the same window, nothing new in it
+    window = silver.run(settings, spark=spark, start=START, end=END)  # the same window, nothing new in it
     assert (window.rows_in, window.objects) == (0, [])
-    again = silver_job.run(settings, spark=spark, start=START, end=END, reprocess=True)  # on purpose
+    again = silver.run(settings, spark=spark, start=START, end=END, reprocess=True)  # on purpose
     assert again.rows_in == 2 * bronze_twice and again.rows_out == 0
     assert again.metrics.stale_vs_staging == bronze_twice - 1
     assert table_hash(settings) == before
@@ -120,7 +120,7 @@ def test_fail_expectation_writes_nothing(settings: Settings, spark, bronze_twice
     rules.write_text("expectations:\n  - {name: no_newark, action: fail, predicate: \"city_id <> 'nyc-ewr'\"}\n")
     strict = derive(settings, paths={"expectations_file": rules})
     with pytest.raises(ExpectationFailed, match="no_newark"):
-        silver_job.run(strict, spark=spark, run_id="silver-fail")
+        silver.run(strict, spark=spark, run_id="silver-fail")
     assert query(settings, "select count(*) from {s}.weather_observations")[0][0] == 0
     assert query(settings, "select count(*) from {o}.bronze_manifest where silver_processed_at is not null")[0][0] == 0
     assert query(settings, "select status from {o}.pipeline_runs where run_id = 'silver-fail'") == [("failed",)]
@@ -129,17 +129,17 @@ def test_fail_expectation_writes_nothing(settings: Settings, spark, bronze_twice
 def test_a_staging_table_from_before_gains_the_new_columns_without_locking_readers(settings: Settings) -> None:
     """An install from before `precipitation_mm` gets the columns; once they exist, setting staging up again
     takes no exclusive lock (a reader holding a share lock does not block it)."""
-    silver_job.ensure_staging(settings)
+    silver.ensure_staging(settings)
     table = f'"{settings.postgres.staging_schema}".weather_observations'
     query(settings, f"alter table {table} drop column precipitation_mm, drop column precipitation_interval_s")
-    silver_job.ensure_staging(settings)
+    silver.ensure_staging(settings)
     columns = {
         r[0] for r in query(settings, "select attname from pg_attribute where attrelid = %s::regclass", (table,))
     }
     assert {"precipitation_mm", "precipitation_interval_s"} <= columns
     with psycopg.connect(settings.postgres.admin.conninfo()) as reader:
         reader.execute(f"select count(*) from {table}")  # holds an access share lock until rollback
-        thread, out = in_thread(lambda: silver_job.ensure_staging(settings))
+        thread, out = in_thread(lambda: silver.ensure_staging(settings))
         wait_for(
             lambda: not thread.is_alive() or blocked_by(settings, reader, "%weather_observations%"),
             what="setting staging up again to finish or to wait for the reader",
@@ -161,7 +161,7 @@ POSTGRES_TYPES = {
 
 def test_the_silver_schema_is_the_staging_tables(settings: Settings) -> None:
     """Every column Silver writes exists in the staging DDL with the type its Spark schema declares."""
-    silver_job.ensure_staging(settings)
+    silver.ensure_staging(settings)
     table = dict(
         query(
             settings,
@@ -171,7 +171,7 @@ def test_the_silver_schema_is_the_staging_tables(settings: Settings) -> None:
         )
     )
     declared = {f.name: POSTGRES_TYPES[f.dataType.simpleString()] for f in schemas.CANONICAL.fields}
-    written = [c for c in silver_job.OBSERVATION_COLUMNS if c != "silver_run_id"]
+    written = [c for c in silver.OBSERVATION_COLUMNS if c != "silver_run_id"]
     assert {c: table.get(c) for c in written} == {c: declared[c] for c in written}
     assert table["silver_run_id"] == "text"
 

@@ -1,6 +1,7 @@
 """Ingest stage: fetch observations from a weather source and publish them to Kafka.
 
-``run(settings, …) -> StageResult`` is what the CLI, the Airflow task and the tests call.
+``run(settings, …) -> StageResult[IngestMetrics]`` is what the CLI, the Airflow task and the tests call; the source
+(``make_source``) and the object store (``resources``) may be handed in by the caller.
 
 Invariants:
 - every configured city ends in exactly one place: an observation published (``rows_out``), a failure with its
@@ -35,16 +36,18 @@ from weatherpipe.cities import load_cities
 from weatherpipe.errors import ConfigError, DeliveryError, SourceError
 from weatherpipe.kafka import ensure_topic
 from weatherpipe.log import Redactor
+from weatherpipe.resources import Resources
 from weatherpipe.results import Check, Counts, Metrics, StageResult, new_run_id, utcnow
 from weatherpipe.settings import Settings
-from weatherpipe.storage import ObjectStore, text_or_base64
+from weatherpipe.storage import text_or_base64
 
 log = logging.getLogger(__name__)
 
 
-def make_source(settings: Settings, name: str) -> WeatherSource:
+def make_source(settings: Settings, name: str, resources: Resources | None = None) -> WeatherSource:
+    """The weather source called ``name`` (what an entry point builds once and hands to ``run``)."""
     if name == "openweather":
-        return OpenWeatherSource(settings, budget=CallBudget(settings))
+        return OpenWeatherSource(settings, budget=CallBudget(Resources.of(settings, resources).warehouse, settings))
     if name == "open-meteo":
         return OpenMeteoSource(settings)
     if name == "open-meteo-archive":
@@ -84,17 +87,19 @@ def run(
     end: dt.datetime | None = None,
     run_id: str | None = None,
     weather_source: WeatherSource | None = None,
+    resources: Resources | None = None,
     progress: bool = False,
 ) -> StageResult[IngestMetrics]:
     run_id = run_id or new_run_id("ingest")
     result = StageResult("ingest", run_id, interval_start=start, interval_end=end, metrics=IngestMetrics())
+    res = Resources.of(settings, resources)
     with stage_scope(settings, result):
-        _ingest(settings, result, source, city_ids, start, end, weather_source, progress)
+        _ingest(res, result, source, city_ids, start, end, weather_source, progress)
     return result
 
 
 def _ingest(
-    settings: Settings,
+    res: Resources,
     result: StageResult[IngestMetrics],
     source_name: str,
     city_ids: list[str] | None,
@@ -103,8 +108,9 @@ def _ingest(
     weather_source: WeatherSource | None,
     progress: bool,
 ) -> None:
+    settings = res.settings
     cities = load_cities(settings, city_ids)
-    source = weather_source or make_source(settings, source_name)
+    source = weather_source or make_source(settings, source_name, res)
     if source.name == "replay" and city_ids is None:  # by default, replay the cities that have a recorded station
         cities = [c for c in cities if c.replay_station]
     result.metrics.source, result.metrics.cities = source.name, len(cities)
@@ -157,7 +163,7 @@ def _ingest(
             producer.close(timeout=5)
         result.metrics.failed_cities = failures
         if rejected:
-            result.objects.append(_keep_rejected(settings, source.name, result.run_id, rejected, redact))
+            result.objects.append(_keep_rejected(res, source.name, result.run_id, rejected, redact))
             result.metrics.source_deadletters = len(rejected)
     result.rows_out = delivery.delivered
     result.rows_rejected = len(failures)
@@ -173,7 +179,7 @@ def _ingest(
         raise SourceError(f"every city failed with a transient error (first: {next(iter(failures.values()))})")
 
 
-def _keep_rejected(settings: Settings, source: str, run_id: str, rejected: list[FetchFailure], redact: Redactor) -> str:
+def _keep_rejected(res: Resources, source: str, run_id: str, rejected: list[FetchFailure], redact: Redactor) -> str:
     """Write the bodies the source rejected, one JSON line each with the reason, to the source dead letter."""
     now = utcnow()
     lines = []
@@ -190,8 +196,8 @@ def _keep_rejected(settings: Settings, source: str, run_id: str, rejected: list[
             "body": redact(text),
         }
         lines.append(json.dumps(record, ensure_ascii=False))
-    key = f"{settings.s3.deadletter_prefix}/source={source}/date={now:%Y-%m-%d}/{run_id}.jsonl"
-    ObjectStore(settings.s3).put(key, ("\n".join(lines) + "\n").encode(), "application/x-ndjson")
+    key = f"{res.settings.s3.deadletter_prefix}/source={source}/date={now:%Y-%m-%d}/{run_id}.jsonl"
+    res.store.put(key, ("\n".join(lines) + "\n").encode(), "application/x-ndjson")
     return key
 
 

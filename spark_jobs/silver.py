@@ -5,7 +5,7 @@ reads only what that rerun added, never what was processed before. ``reprocess``
 purpose, every object of the ``start``/``end`` interval as well. Re-reading is a no-op for the target: rows merge on
 the natural key (city_id, observed_at) and only a later ingestion with other values replaces a row.
 
-Run it with ``weatherpipe silver [--start … --end … [--reprocess]]`` or ``python -m spark_jobs.silver_job``.
+Run it with ``weatherpipe silver [--start … --end … [--reprocess]]`` or ``python -m spark_jobs.silver``.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from weatherpipe.audit import stage_scope
 from weatherpipe.cities import load_cities
 from weatherpipe.errors import ExpectationFailed, TransientError
 from weatherpipe.log import bootstrap
+from weatherpipe.resources import Resources
 from weatherpipe.results import Check, Counts, Metrics, StageResult, new_run_id
 from weatherpipe.settings import Settings
 
@@ -96,10 +97,10 @@ def ensure_staging(settings: Settings) -> None:
 
 
 @contextmanager
-def job_lock(settings: Settings) -> Iterator[None]:
+def job_lock(res: Resources) -> Iterator[None]:
     """One Silver merge at a time per staging schema (a session advisory lock, released on exit or death)."""
-    with db.connect(settings.postgres, autocommit=True) as conn:
-        key = f"weatherpipe.silver.{settings.postgres.staging_schema}"
+    with res.warehouse.connect(autocommit=True) as conn:
+        key = f"weatherpipe.silver.{res.settings.postgres.staging_schema}"
         got = conn.execute("select pg_try_advisory_lock(hashtext(%s))", (key,)).fetchone()
         if not got or not got[0]:
             raise TransientError("another Silver job is running on this staging schema; retry when it ends")
@@ -110,18 +111,18 @@ def job_lock(settings: Settings) -> Iterator[None]:
 
 
 def pending_objects(
-    settings: Settings, start: dt.datetime | None, end: dt.datetime | None, *, reprocess: bool = False
+    res: Resources, start: dt.datetime | None, end: dt.datetime | None, *, reprocess: bool = False
 ) -> list[BronzeObject]:
     """The unprocessed objects, and with ``reprocess`` every object of [start, end) too."""
-    pg = settings.postgres
+    pg = res.settings.postgres
     query = sql.SQL(
         "select object_key, coalesce(etag, '') from {} where topic = %s and "
         "(silver_processed_at is null or (observed_hour >= %s and observed_hour < %s)) order by object_key"
     ).format(sql.Identifier(pg.ops_schema, "bronze_manifest"))
     never = dt.datetime.max.replace(tzinfo=dt.UTC)  # an empty window: unprocessed objects only
     lo, hi = (start or never, end or never) if reprocess else (never, never)
-    with db.connect(pg) as conn:
-        return [BronzeObject(k, e) for k, e in conn.execute(query, (settings.kafka.topic, lo, hi))]
+    with res.warehouse.connect() as conn:
+        return [BronzeObject(k, e) for k, e in conn.execute(query, (res.settings.kafka.topic, lo, hi))]
 
 
 def read_bronze(spark: Any, settings: Settings, keys: list[str]) -> Any:
@@ -159,40 +160,44 @@ def run(
     run_id: str | None = None,
     spark: Any | None = None,
     reprocess: bool = False,
+    resources: Resources | None = None,
 ) -> StageResult[SilverMetrics]:
+    """Merge the pending bronze objects into staging, on ``spark`` (an entry point's session) or on one made
+    and released here."""
     run_id = run_id or new_run_id("silver")
     result = StageResult("silver", run_id, interval_start=start, interval_end=end, metrics=SilverMetrics())
+    res = Resources.of(settings, resources)
     with stage_scope(settings, result):
         ensure_staging(settings)
-        with job_lock(settings):
-            with db.connect(settings.postgres) as conn:
+        with job_lock(res):
+            with res.warehouse.connect() as conn:
                 swept = sweep_orphans(conn, settings.postgres.staging_schema)
             if swept:
                 log.warning("dropped orphaned load tables", extra={"tables": swept})
-            objects = pending_objects(settings, start, end, reprocess=reprocess)
+            objects = pending_objects(res, start, end, reprocess=reprocess)
             result.objects = [o.key for o in objects]
             if objects:
-                _process(settings, result, objects, spark)
+                _process(res, result, objects, spark)
     return result
 
 
 def _process(
-    settings: Settings, result: StageResult[SilverMetrics], objects: list[BronzeObject], spark: Any | None
+    res: Resources, result: StageResult[SilverMetrics], objects: list[BronzeObject], spark: Any | None
 ) -> None:
     """Spark's part of the run, on the given session or on one made (and released) here."""
+    settings = res.settings
     with spark_errors(settings):
         own = spark is None
         spark = spark or spark_session(settings)
         try:
-            _process_with(spark, settings, result, objects)
+            _process_with(spark, res, result, objects)
         finally:
             if own and settings.spark.mode == "connect":
                 release(spark)
 
 
-def _process_with(
-    spark: Any, settings: Settings, result: StageResult[SilverMetrics], objects: list[BronzeObject]
-) -> None:
+def _process_with(spark: Any, res: Resources, result: StageResult[SilverMetrics], objects: list[BronzeObject]) -> None:
+    settings = res.settings
     rules = load_expectations(settings.path(settings.paths.expectations_file))
     bronze = read_bronze(spark, settings, [o.key for o in objects]).persist()  # read S3 once, not per parser
     evaluated = transform(spark, settings, bronze, rules).persist()
@@ -215,7 +220,7 @@ def _process_with(
         obs_tables = copy_partitions(unique, settings.postgres, schema, "weather_observations", "obs", result.run_id)
         q_tables = copy_partitions(q, settings.postgres, schema, "weather_quarantine", "q", result.run_id)
         log.info("merging load tables", extra={"tables": len(obs_tables) + len(q_tables)})
-        merged = merge(settings, result.run_id, obs_tables, q_tables, objects)
+        merged = merge(res, result.run_id, obs_tables, q_tables, objects)
     finally:
         evaluated.unpersist()
         bronze.unpersist()
@@ -235,12 +240,12 @@ def _process_with(
 
 
 def merge(
-    settings: Settings, run_id: str, obs: list[LoadTable], quarantine: list[LoadTable], objects: list[BronzeObject]
+    res: Resources, run_id: str, obs: list[LoadTable], quarantine: list[LoadTable], objects: list[BronzeObject]
 ) -> dict[str, int]:
     """One transaction: upsert observations (a later ingestion with different values wins; an identical re-fetch
     changes nothing, so downstream models do not reprocess it), add quarantined rows, refresh cities, mark the
     bronze objects processed (only if unchanged since read), drop the load tables."""
-    pg = settings.postgres
+    pg = res.settings.postgres
     s = pg.staging_schema
     target = sql.Identifier(s, "weather_observations")
     cols = sql.SQL(", ").join(map(sql.Identifier, OBSERVATION_COLUMNS))
@@ -262,7 +267,7 @@ def merge(
         sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in measures),
     )
     counts = {"inserted": 0, "updated": 0}
-    with db.connect(pg) as conn:
+    with res.warehouse.connect() as conn:
         if obs:
             rows = conn.execute(
                 sql.SQL(
@@ -291,7 +296,7 @@ def merge(
                     "cities.country, cities.latitude, cities.longitude, cities.timezone) is distinct from "
                     "(excluded.city_name, excluded.country, excluded.latitude, excluded.longitude, excluded.timezone)"
                 ).format(t=sql.Identifier(s, "cities")),
-                [(c.id, c.name, c.country, c.lat, c.lon, c.timezone) for c in load_cities(settings)],
+                [(c.id, c.name, c.country, c.lat, c.lon, c.timezone) for c in load_cities(res.settings)],
             )
         conn.execute(
             sql.SQL(
@@ -305,7 +310,7 @@ def merge(
     return counts
 
 
-def main() -> None:  # pragma: no cover - `python -m spark_jobs.silver_job`; the crash test kills it
+def main() -> None:  # pragma: no cover - `python -m spark_jobs.silver`; the crash test kills it
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--start", type=dt.datetime.fromisoformat)
     parser.add_argument("--end", type=dt.datetime.fromisoformat)
