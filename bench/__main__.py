@@ -15,6 +15,7 @@ BENCHES = [
     "bench.bench_silver",
     "bench.bench_spark",
     "bench.bench_gold",
+    "bench.bench_hourly",
 ]
 
 

@@ -93,10 +93,19 @@ def sweep_staging() -> dict[str, Any]:
 
 
 def dbt_operator_config() -> dict[str, Any]:
-    """What the Cosmos task group needs, from the settings (no secret: dbt reads the password from the env)."""
+    """What the DAG needs from the settings: the Cosmos task group's project, env (no secret: dbt reads the password
+    from the env), vars, profile and target, and the retry policy."""
     from weatherpipe import gold
     from weatherpipe.settings import load_settings
 
     settings = load_settings()
     env = {k: v for k, v in gold.dbt_env(settings).items() if "PASSWORD" not in k}
-    return {"project_dir": gold.project_dir(settings), "env": env, "vars": gold.dbt_vars(settings)}
+    return {
+        "project_dir": gold.project_dir(settings),
+        "env": env,
+        "vars": gold.dbt_vars(settings),
+        "profile": gold.PROFILE,
+        "target": gold.TARGET,
+        "retries": settings.airflow.retries,
+        "retry_delay_s": settings.airflow.retry_delay_s,
+    }

@@ -253,8 +253,10 @@ def docs(
 
 
 @app.command()
-def airflow(port: Annotated[int, typer.Option()] = 8080) -> None:
-    """Start Airflow standalone against the local stack with the project's DAGs."""
+def airflow(
+    port: Annotated[int | None, typer.Option(help="the UI and API port (default: airflow.port)")] = None,
+) -> None:
+    """Start Airflow standalone against the local stack with the project's DAGs (metadata in PostgreSQL)."""
     from weatherpipe import airflow_local
 
     airflow_local.standalone(_settings(), port=port)

@@ -104,7 +104,7 @@ def provision(settings: Settings) -> None:
             (pg.bi_role, pg.bi_password),
         ):
             if role != admin.user:
-                _ensure_login(conn, role, password)
+                ensure_login(conn, role, password)
         conn.execute(
             sql.SQL("grant connect on database {} to {}, {}, {}").format(
                 database, loader, transformer, sql.Identifier(pg.bi_role)
@@ -125,7 +125,7 @@ def provision(settings: Settings) -> None:
         )
 
 
-def _ensure_login(conn: psycopg.Connection, role: str, password: SecretStr | None) -> None:
+def ensure_login(conn: psycopg.Connection, role: str, password: SecretStr | None) -> None:
     ident = sql.Identifier(role)
     row = conn.execute(
         "select rolcanlogin and not (rolsuper or rolcreatedb or rolcreaterole or rolinherit or rolreplication"

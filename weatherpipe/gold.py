@@ -45,6 +45,9 @@ def project_dir(settings: Settings) -> Path:
     return settings.path(settings.paths.dbt_project_dir)
 
 
+PROFILE, TARGET = "weatherpipe", "local"  # dbt_project/profiles.yml
+
+
 def dbt_env(settings: Settings) -> dict[str, str]:
     pg = settings.postgres.transformer
     env = {
@@ -106,6 +109,12 @@ def invoke(settings: Settings, *args: str, extra_vars: dict[str, Any] | None = N
         json.dumps(dbt_vars(settings) | (extra_vars or {})),
         "--log-path",
         str(settings.state_dir / "logs" / "dbt"),
+        # named as Cosmos names them: dbt keys its partial parse on the command line's profile and target, so the
+        # parse `weatherpipe airflow` runs is the one the DAG's `dbt build` starts from (a full parse costs seconds)
+        "--profile",
+        PROFILE,
+        "--target",
+        TARGET,
     ]
     if settings.dbt.target_path:
         cli += ["--target-path", str(settings.path(settings.dbt.target_path))]

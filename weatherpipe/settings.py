@@ -231,6 +231,21 @@ class StackSettings(_Section):
     kafka_bucket: str = "weatherpipe-kafka"
 
 
+class AirflowSettings(_Section):
+    """Airflow on the local stack (``weatherpipe airflow``): its metadata in a database of its own, with a login of its
+    own, on the warehouse's PostgreSQL server (``stack up`` provisions both), and a LocalExecutor that runs tasks in
+    parallel."""
+
+    database: str = "weatherpipe_airflow"
+    user: str = "weatherpipe_airflow"
+    password: SecretStr | None = None
+    parallelism: int = Field(16, ge=1)  # task instances running at once (LocalExecutor worker processes)
+    port: int = Field(8080, ge=1, le=65535)
+    # the DAG's retry policy for transient errors: exponential backoff from retry_delay_s, at most 10 minutes
+    retries: int = Field(3, ge=0)
+    retry_delay_s: float = Field(30.0, gt=0)
+
+
 class PathSettings(_Section):
     cities_file: Path = Path("config/cities.yaml")
     expectations_file: Path = Path("config/expectations.yaml")
@@ -274,6 +289,7 @@ class Settings(BaseSettings):
     dbt: DbtSettings = DbtSettings()
     pipeline: PipelineSettings = PipelineSettings()
     stack: StackSettings = StackSettings()
+    airflow: AirflowSettings = AirflowSettings()
     paths: PathSettings = PathSettings()
 
     @field_validator("log_level")
@@ -314,6 +330,7 @@ class Settings(BaseSettings):
             self.postgres.transformer_password,
             self.postgres.admin_password,
             self.postgres.bi_password,
+            self.airflow.password,
         ]
         return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
 

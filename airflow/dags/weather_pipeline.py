@@ -12,19 +12,26 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from airflow.sdk import dag, get_current_context, task
+from airflow.sdk import TriggerRule, dag, get_current_context, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
-from cosmos.constants import InvocationMode, LoadMode, TestBehavior
+from cosmos.constants import (
+    PRODUCER_WATCHER_DONE_TASK_ID,
+    PRODUCER_WATCHER_TASK_ID,
+    ExecutionMode,
+    InvocationMode,
+    LoadMode,
+    TestBehavior,
+)
 
 from weatherpipe.airflow_tasks import dbt_operator_config
 
 DBT = dbt_operator_config()
 DBT_EXECUTABLE = os.environ.get("WEATHERPIPE_DBT_EXECUTABLE", str(Path(sys.executable).with_name("dbt")))
 
-RETRIES = {
-    "retries": 3,
-    "retry_delay": timedelta(seconds=30),
+RETRIES = {  # for transient errors; terminal ones fail at once (weatherpipe.airflow_tasks)
+    "retries": DBT["retries"],
+    "retry_delay": timedelta(seconds=DBT["retry_delay_s"]),
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=10),
 }
@@ -80,15 +87,23 @@ def weather_pipeline() -> None:
             dbt_vars=DBT["vars"],
         ),
         profile_config=ProfileConfig(
-            profile_name="weatherpipe", target_name="local", profiles_yml_filepath=DBT["project_dir"] / "profiles.yml"
+            profile_name=DBT["profile"],
+            target_name=DBT["target"],
+            profiles_yml_filepath=DBT["project_dir"] / "profiles.yml",
         ),
-        # dbt runs in the task's own process (dbtRunner): no interpreter start and dbt import per model. Two runs of
-        # this DAG under dag.test(): 145 s in-process against 241 s with one `dbt` subprocess per model (2 cores).
-        execution_config=ExecutionConfig(dbt_executable_path=DBT_EXECUTABLE, invocation_mode=InvocationMode.DBT_RUNNER),
+        # Watcher mode: one `dbt build` of the whole project per DAG run (the producer task, in its own process via
+        # dbtRunner) and one task per model that follows that model's result (its tests included) — the graph, the
+        # per-model state and logs stay in the UI. A model that failed fails its own task; that task's retry runs
+        # that model alone.
+        execution_config=ExecutionConfig(
+            execution_mode=ExecutionMode.WATCHER,
+            dbt_executable_path=DBT_EXECUTABLE,
+            invocation_mode=InvocationMode.DBT_RUNNER,
+        ),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
-            test_behavior=TestBehavior.BUILD,  # one `dbt build` per model: the model and its tests together
-            should_detach_multiple_parents_tests=True,
+            test_behavior=TestBehavior.AFTER_EACH,  # tests run in the one `dbt build`; each model task follows its own
+            should_detach_multiple_parents_tests=False,  # in the model test task: its result comes from the build
             emit_datasets=False,
         ),
         operator_args={"install_deps": False},
@@ -98,6 +113,24 @@ def weather_pipeline() -> None:
     window = ingest()
     silver_done = silver(window, bronze(window))
     silver_done >> gold >> reconcile()
+    _follow_the_build(gold)  # after the group is wired: its model tasks keep Silver upstream
+
+
+def _follow_the_build(group: DbtTaskGroup) -> None:
+    """The model tasks start once the one `dbt build` is done, instead of waiting beside it: each then reads its
+    model's result at its first look (one short task each), they do not take cores from the build, and
+    `dag.test()`, which runs one task at a time, cannot start a model task before the build it waits for. They start
+    whether the build succeeded or failed (a failed model then fails its own task, and its retry runs that model
+    alone), but not when Silver failed. The build itself is never retried (a second one would redo every model), and
+    a failed build does not fail the run once every model task has succeeded."""
+    tasks = {t.task_id.rsplit(".", 1)[-1]: t for t in group}
+    producer, done = tasks[PRODUCER_WATCHER_TASK_ID], tasks[PRODUCER_WATCHER_DONE_TASK_ID]
+    producer.retries = 0
+    done.trigger_rule = TriggerRule.ALL_DONE
+    for model_task in list(group.get_roots()):
+        if model_task is not producer:
+            producer >> model_task
+            model_task.trigger_rule = TriggerRule.ALL_DONE_MIN_ONE_SUCCESS
 
 
 weather_pipeline()

@@ -13,8 +13,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import yaml
 
 from weatherpipe.cities import City
 
@@ -161,6 +164,37 @@ def open_meteo_archive(city: City, start: dt.date, end: dt.date) -> dict[str, An
             "visibility": [24140.0] * n,
         },
     }
+
+
+def many_cities(n: int, base: list[City]) -> list[City]:
+    """``n`` distinct cities for scale: the configured ones, then copies of them moved a few kilometres apart
+    (``paris-2``, ``paris-3``, ...), each with its own coordinates and OpenWeather id. Deterministic."""
+    cities = list(base[:n])
+    copy = 2
+    while len(cities) < n:
+        for city in base[: n - len(cities)]:
+            shift = 0.05 * (copy - 1)
+            cities.append(
+                city.model_copy(
+                    update={
+                        "id": f"{city.id}-{copy}",
+                        "name": f"{city.name} {copy}",
+                        "lat": round(max(-89.9, min(89.9, city.lat + shift)), 4),
+                        "lon": round(city.lon + shift if city.lon + shift <= 180 else city.lon - shift, 4),
+                        "openweather_id": None if city.openweather_id is None else city.openweather_id * 100 + copy,
+                        "replay_station": None,
+                    }
+                )
+            )
+        copy += 1
+    return cities
+
+
+def write_cities(path: Path, cities: list[City]) -> Path:
+    """A cities file (the shape of ``config/cities.yaml``) for ``paths.cities_file``."""
+    rows = [c.model_dump(exclude_none=True) for c in cities]
+    path.write_text(yaml.safe_dump({"cities": rows}, allow_unicode=True, sort_keys=False))
+    return path
 
 
 class FakeWeatherApi:

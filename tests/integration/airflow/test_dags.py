@@ -1,4 +1,5 @@
-"""The Airflow DAGs: they import cleanly, have the expected shape, and run end to end with dag.test()."""
+"""The Airflow DAGs: they import cleanly, have the expected shape, and run end to end — with dag.test() and under the
+real scheduler (``weatherpipe airflow``: metadata in PostgreSQL, LocalExecutor)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT, free_port, provision_env
+from tests.support import ROOT, derive, free_port, provision_env
 from weatherpipe import db, gold
-from weatherpipe.airflow_local import airflow_env, prepare
+from weatherpipe.airflow_local import AirflowClient, airflow_env, drop_metadata, prepare, running
 from weatherpipe.settings import Settings
 
 pytestmark = pytest.mark.slow
 HOME = ROOT / ".stack" / "airflow-tests"
+METADATA_DB = "weatherpipe_airflow_tests"  # never the user's own Airflow database
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +37,11 @@ def airflow_home(local_stack: Settings) -> dict[str, str]:
         "WEATHERPIPE_POSTGRES__OPS_SCHEMA": f"af_{uid}_ops",
         "WEATHERPIPE_DBT__SCHEMA_PREFIX": f"af_{uid}_",
     }
-    env = {**airflow_env(local_stack, home=HOME), **isolation}
+    settings = derive(local_stack, airflow={"database": METADATA_DB})
+    env = {**airflow_env(settings, home=HOME), **isolation, "WEATHERPIPE_AIRFLOW__DATABASE": METADATA_DB}
     provision_env(local_stack, env)
-    prepare(env)
+    drop_metadata(settings)  # no run of an earlier session: the scheduler test finds the run it caused
+    prepare(settings, env)
     gold.parse(local_stack)  # the manifest Cosmos renders from
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -153,45 +157,76 @@ def test_status_reports_a_reconciled_run(airflow_home) -> None:
     assert "hourly facts" in out.stdout
 
 
-def test_weatherpipe_airflow_starts_standalone_with_the_dags(local_stack: Settings, tmp_path: Path) -> None:
-    """`weatherpipe airflow` brings Airflow up on the local stack and prints where to log in."""
-    import signal
-    import time
-    import urllib.request
-
+def test_the_scheduler_runs_an_hour_with_a_task_per_model_and_retries_only_what_failed(
+    airflow_home: dict[str, str], local_stack: Settings, tmp_path: Path
+) -> None:
+    """`weatherpipe airflow` brings Airflow up on the local stack, its metadata in PostgreSQL. Unpaused, the DAG's
+    scheduled hour runs to success under the real scheduler: one task per dbt model follows the one `dbt build`, on
+    a LocalExecutor. Then a leaf model that cannot be written fails its own task, and only that task and the one
+    after it are retried (each runs its node alone), while the rest of the run succeeded at its first try."""
+    env = {
+        **airflow_home,
+        "WEATHERPIPE_STACK__STATE_DIR": str(tmp_path),
+        # the retry waits 15-30 s (exponential backoff with jitter): the test gives the table back within that
+        "WEATHERPIPE_AIRFLOW__RETRIES": "2",
+        "WEATHERPIPE_AIRFLOW__RETRY_DELAY_S": "30",
+    }
     port = free_port()
-    env = {**os.environ, "WEATHERPIPE_STACK__STATE_DIR": str(tmp_path)}
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("weatherpipe")), "airflow", "--port", str(port)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        assert proc.stdout is not None
-        banner = next((line for line in proc.stdout if "Airflow UI" in line), "")  # after dbt parse's output
+    with running(env, port, tmp_path / "airflow.log") as client:
+        banner = next(line for line in (tmp_path / "airflow.log").read_text().splitlines() if "Airflow UI" in line)
         assert f"http://127.0.0.1:{port}/" in banner and "login: admin" in banner
-        deadline, version = time.monotonic() + 240, None
-        while time.monotonic() < deadline and version is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/version", timeout=3) as resp:
-                    version = json.loads(resp.read())["version"]
-            except OSError:
-                time.sleep(2)
-        assert version and version.startswith("3.")
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 40
-        while time.monotonic() < deadline:  # the api-server, scheduler, ... shut down gracefully
-            try:
-                os.killpg(proc.pid, 0)
-            except ProcessLookupError:
-                break
-            proc.poll()
+        with db.connect(local_stack.postgres.admin, METADATA_DB) as conn:  # the metadata is in PostgreSQL
+            assert conn.execute("select count(*) from dag where dag_id = 'weather_pipeline'").fetchone()[0] == 1
+        client.unpause("weather_pipeline")  # catchup is off: the scheduler runs the last complete hour
+        run_id = client.scheduled_run("weather_pipeline", timeout_s=120)
+        run = client.wait("weather_pipeline", run_id, timeout_s=900)
+        tasks = client.task_instances("weather_pipeline", run_id)
+        failed = {t["task_id"]: t["state"] for t in tasks if t["state"] != "success"}
+        assert run["state"] == "success" and not failed, failed
+        ids = {t["task_id"] for t in tasks}
+        manifest = json.loads((ROOT / "dbt_project" / "target" / "manifest.json").read_text())
+        models = [n["name"] for n in manifest["nodes"].values() if n["resource_type"] in {"model", "snapshot"}]
+        assert "gold.dbt_producer_watcher" in ids
+        for model in models:
+            assert any(t.startswith(f"gold.{model}") for t in ids), f"no task for model {model}"
+        # the tasks ran on a LocalExecutor with several workers (SQLite would have forced one at a time); whether
+        # two of them overlapped depends on how long they take, so that is not what is checked
+        log = (tmp_path / "airflow.log").read_text()
+        assert "LocalExecutor(parallelism=16)" in log and log.count("Worker starting up") > 1
+
+        retried = _a_model_fails_once(
+            client, local_stack, airflow_home, dt.datetime.fromisoformat(run["data_interval_start"])
+        )
+    assert retried == {"gold.agg_weather_monthly.run": 2, "gold.agg_weather_monthly.test": 2}
+
+
+def _a_model_fails_once(
+    client: AirflowClient, local_stack: Settings, env: dict[str, str], before: dt.datetime
+) -> dict[str, int]:
+    """The hour before ``before``, with the leaf mart ``agg_weather_monthly`` owned by another role, so dbt's login
+    cannot write it; given back as soon as its task failed. Returns the tasks that needed more than one try."""
+    import time
+
+    marts = derive(local_stack, dbt={"schema_prefix": env["WEATHERPIPE_DBT__SCHEMA_PREFIX"]}).dbt.schema("marts")
+    table = f'"{marts}".agg_weather_monthly'
+    owner = local_stack.postgres.transformer_user
+    with db.connect(local_stack.postgres.admin) as conn:
+        conn.execute(f"alter table {table} owner to {local_stack.postgres.admin_user}")
+    try:
+        run_id = client.trigger("weather_pipeline", before - dt.timedelta(hours=1), before, "model_fails_once")
+        deadline = time.monotonic() + 600
+        state = None
+        while state not in {"up_for_retry", "failed", "success"} and time.monotonic() < deadline:
             time.sleep(0.5)
-        else:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+            states = {t["task_id"]: t["state"] for t in client.task_instances("weather_pipeline", run_id)}
+            state = states.get("gold.agg_weather_monthly.run")
+        assert state == "up_for_retry", states
+        assert states["gold.fct_weather_observations.run"] == "success"  # the rest of Gold did not wait for it
+    finally:
+        with db.connect(local_stack.postgres.admin) as conn:
+            conn.execute(f'alter table {table} owner to "{owner}"')
+    run = client.wait("weather_pipeline", run_id, timeout_s=900)
+    tasks = client.task_instances("weather_pipeline", run_id)
+    assert run["state"] == "success", {t["task_id"]: t["state"] for t in tasks if t["state"] != "success"}
+    assert {t["task_id"]: t["try_number"] for t in tasks}["gold.dbt_producer_watcher"] == 1  # one build, never two
+    return {t["task_id"]: t["try_number"] for t in tasks if t["try_number"] > 1}

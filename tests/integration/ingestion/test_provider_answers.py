@@ -13,7 +13,16 @@ from ingestion.budget import CallBudget
 from ingestion.envelope import Envelope
 from ingestion.sources.base import ProviderUnreachable
 from tests.support import consume_all, derive, query
-from tests.support.fake_weather_api import API_KEY, OW_404, OW_429, FakeWeatherApi, Reply, open_meteo_current
+from tests.support.fake_weather_api import (
+    API_KEY,
+    OW_404,
+    OW_429,
+    FakeWeatherApi,
+    Reply,
+    many_cities,
+    open_meteo_current,
+    write_cities,
+)
 from weatherpipe.cities import load_cities
 from weatherpipe.errors import ConfigError
 from weatherpipe.resources import Warehouse
@@ -149,3 +158,25 @@ def test_an_unreachable_provider_stops_after_a_few_connection_failures(api_setti
     assert f"{len(cities)} cities skipped" in text
     details = query(api_settings, "select status, details from {o}.pipeline_runs where run_id = 'dead-1'")[0]
     assert details[0] == "failed" and details[1]["skipped_cities"] == cities
+
+
+def test_a_hundred_cities_from_each_provider(api_settings: Settings, tmp_path) -> None:
+    """Scale as the hourly bench runs it: 100 distinct cities, one OpenWeather call each, and the same cities through
+    Open-Meteo's multi-location endpoint in batches of 50; every city published once, none failed."""
+    hundred = many_cities(100, load_cities(api_settings))
+    assert len({c.id for c in hundred}) == len({(c.lat, c.lon) for c in hundred}) == 100
+    wide = derive(
+        api_settings,
+        paths={"cities_file": write_cities(tmp_path / "cities.yaml", hundred)},
+        api={"calls_per_minute": 100_000},  # the fake has no rate limit; the real free plan allows 60 a minute
+    )
+    with FakeWeatherApi(hundred) as fake:
+        fake.api_key = API_KEY
+        wide = derive(wide, api={"openweather_base_url": fake.url, "open_meteo_base_url": fake.url})
+        by_openweather = ingest.run(wide, source="openweather")
+        by_open_meteo = ingest.run(wide, source="open-meteo")
+        assert fake.calls("/data/2.5/weather") == 100 and fake.calls("/v1/forecast") == 2
+    for result in (by_openweather, by_open_meteo):
+        assert result.rows_out == 100 and not result.metrics.failed_cities, result.metrics.failed_cities
+    got = published(wide, 200)
+    assert set(got) == {c.id for c in hundred}
