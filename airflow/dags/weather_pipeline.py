@@ -123,8 +123,9 @@ def _follow_the_build(group: DbtTaskGroup) -> None:
     whether the build succeeded or failed (a failed model then fails its own task, and its retry runs that model
     alone), but not when Silver failed. The build itself is never retried (a second one would redo every model), and
     a failed build does not fail the run once every model task has succeeded."""
-    tasks = {t.task_id.rsplit(".", 1)[-1]: t for t in group}
-    producer, done = tasks[PRODUCER_WATCHER_TASK_ID], tasks[PRODUCER_WATCHER_DONE_TASK_ID]
+    tasks = {t.task_id: t for t in group}
+    producer = tasks[f"{group.group_id}.{PRODUCER_WATCHER_TASK_ID}"]
+    done = tasks[f"{group.group_id}.{PRODUCER_WATCHER_DONE_TASK_ID}"]
     producer.retries = 0
     done.trigger_rule = TriggerRule.ALL_DONE
     for model_task in list(group.get_roots()):
