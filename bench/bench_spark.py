@@ -9,14 +9,14 @@ import statistics
 
 from bench.bench_silver import cli_silver
 from bench.common import BenchRow, isolated
-from ingestion import bronze, stage
+from ingestion import bronze, ingest
 
 
 def run() -> list[BenchRow]:
     with isolated("spark") as settings:
         hour = dt.datetime(2013, 1, 4, 5, tzinfo=dt.UTC)
         end = hour + dt.timedelta(hours=1)
-        stage.run(settings, source="replay", city_ids=["nyc-jfk", "nyc-lga", "nyc-ewr"], start=hour, end=end)
+        ingest.run(settings, source="replay", city_ids=["nyc-jfk", "nyc-lga", "nyc-ewr"], start=hour, end=end)
         objects = bronze.run(settings).objects
         cli_silver(settings, "connect", hour, end)  # the first run of a code version ships it to the server
         local, connect = [], []

@@ -38,3 +38,13 @@ def test_import_layers() -> None:
 def test_sqlfluff_lint_dbt_project(local_stack) -> None:
     out = _run(str(BIN / "sqlfluff"), "lint", "models", "snapshots", "tests", cwd=ROOT / "dbt_project")
     assert out.returncode == 0, out.stdout[-4000:]
+
+
+def test_every_bench_imports() -> None:
+    """`make bench` runs outside the suite: a renamed module must fail here, not in the next person's bench run."""
+    import importlib
+
+    from bench.__main__ import BENCHES
+
+    for name in BENCHES:
+        importlib.import_module(name)
