@@ -138,6 +138,8 @@ class BronzeSettings(_Section):
     flush_interval_s: float = Field(30.0, gt=0)
     poll_timeout_ms: int = Field(500, ge=10)
     drain_timeout_s: float = Field(600.0, gt=0)
+    # a drain ends once it has reached the end offsets seen at start and a poll this long finds nothing more
+    drain_idle_ms: int = Field(200, ge=10)
     # Processes for a drain, each owning a share of the partitions; 0: one per partition, at most two per core.
     workers: int = Field(0, ge=0)
 
