@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from weatherpipe.errors import PipelineError
 
+if TYPE_CHECKING:
+    from weatherpipe.resources import Resources
 
-def _resources() -> Any:
+
+def _resources() -> Resources:
     """The task's settings (with JSON logging) and the resources its stage uses: one process, one of each."""
     from weatherpipe.log import bootstrap
     from weatherpipe.resources import Resources

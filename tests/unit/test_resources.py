@@ -24,7 +24,8 @@ def test_a_stage_uses_the_resources_it_is_handed_and_refuses_another_configurati
     settings = load_settings(_env_file=None)
     res = Resources(settings)
     assert Resources.of(settings, res) is res
-    assert Resources.of(settings, None) is not res  # a stage run on its own builds its own
+    own = Resources.of(settings, None)  # a stage run on its own builds its own, from the settings it was given
+    assert own is not res and own.settings is settings
     other_lake = derive(settings, s3={"bucket": "another-lake"})
     with pytest.raises(ValueError, match="other settings"):
         Resources.of(other_lake, res)
