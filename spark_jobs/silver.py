@@ -113,16 +113,18 @@ def job_lock(res: Resources) -> Iterator[None]:
 def pending_objects(
     res: Resources, start: dt.datetime | None, end: dt.datetime | None, *, reprocess: bool = False
 ) -> list[BronzeObject]:
-    """The unprocessed objects, and with ``reprocess`` every object of [start, end) too."""
+    """The unprocessed objects, and with ``reprocess`` every object holding an hour of [start, end) too. Never a
+    retired object (its rows are in the compacted object that replaced it)."""
     pg = res.settings.postgres
     query = sql.SQL(
-        "select object_key, coalesce(etag, '') from {} where topic = %s and "
-        "(silver_processed_at is null or (observed_hour >= %s and observed_hour < %s)) order by object_key"
+        "select object_key, coalesce(etag, '') from {} where topic = %s and retired_at is null and "
+        "(silver_processed_at is null or (observed_hour < %s "
+        "and coalesce(last_observed_hour, observed_hour) + interval '1 hour' > %s)) order by object_key"
     ).format(sql.Identifier(pg.ops_schema, "bronze_manifest"))
     never = dt.datetime.max.replace(tzinfo=dt.UTC)  # an empty window: unprocessed objects only
     lo, hi = (start or never, end or never) if reprocess else (never, never)
     with res.warehouse.connect() as conn:
-        return [BronzeObject(k, e) for k, e in conn.execute(query, (res.settings.kafka.topic, lo, hi))]
+        return [BronzeObject(k, e) for k, e in conn.execute(query, (res.settings.kafka.topic, hi, lo))]
 
 
 def read_bronze(spark: Any, settings: Settings, keys: list[str]) -> Any:

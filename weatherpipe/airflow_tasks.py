@@ -83,6 +83,13 @@ def retention(days: int) -> dict[str, Any]:
     return _guard(lambda: bronze.retention(res.settings, days=days, resources=res)).summary()
 
 
+def compact() -> dict[str, Any]:
+    from ingestion import bronze
+
+    res = _resources()
+    return _guard(lambda: bronze.compact(res.settings, resources=res)).summary()
+
+
 def sweep_staging() -> dict[str, Any]:
     """Drop Silver load tables orphaned by killed jobs (under the Silver job lock)."""
     from spark_jobs import silver

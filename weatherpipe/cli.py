@@ -153,17 +153,37 @@ def ingest(
     )
 
 
-@app.command()
+bronze_app = typer.Typer(help="Move messages from Kafka into raw Parquet on S3, exactly once (and compact it).")
+app.add_typer(bronze_app, name="bronze")
+
+
+@bronze_app.callback(invoke_without_command=True)
 def bronze(
+    ctx: typer.Context,
     follow: Annotated[
         bool, typer.Option("--follow/--drain", help="stream forever, or drain to the end and exit")
     ] = False,
     run_id: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Move messages from Kafka into raw Parquet on S3, exactly once."""
+    if ctx.invoked_subcommand is not None:
+        return
     from ingestion import bronze
 
     _echo_result(bronze.run(_settings(), follow=follow, run_id=run_id))
+
+
+@bronze_app.command("compact")
+def bronze_compact(
+    dry_run: Annotated[bool, typer.Option(help="print the dates and objects that would be merged")] = False,
+    grace_s: Annotated[
+        float | None, typer.Option(help="delete retired objects this long after (default: bronze.compact_grace_s)")
+    ] = None,
+) -> None:
+    """Merge the small objects of each closed event date into one (processed, committed objects only)."""
+    from ingestion import bronze
+
+    _echo_result(bronze.compact(_settings(), dry_run=dry_run, grace_s=grace_s))
 
 
 @app.command()

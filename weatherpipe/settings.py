@@ -142,6 +142,12 @@ class BronzeSettings(_Section):
     drain_idle_ms: int = Field(200, ge=10)
     # Processes for a drain, each owning a share of the partitions; 0: one per partition, at most two per core.
     workers: int = Field(0, ge=0)
+    # Compaction merges a date's objects once the date ended this long ago (late events still arrive before that),
+    compact_lag_hours: float = Field(6.0, ge=0)
+    # deletes the objects it retired this long after (a Silver run that listed one before may still read it),
+    compact_grace_s: float = Field(3600.0, ge=0)
+    # and works on this many dates at once.
+    compact_workers: int = Field(4, ge=1)
 
 
 class SparkSettings(_Section):

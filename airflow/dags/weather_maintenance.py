@@ -1,4 +1,5 @@
-"""Daily maintenance: bronze retention, staging clean-up of orphaned load tables, and Airflow's own `db clean`."""
+"""Daily maintenance: bronze compaction (each closed event date's small objects merged into one) and retention,
+staging clean-up of orphaned load tables, and Airflow's own `db clean`."""
 
 from __future__ import annotations
 
@@ -24,6 +25,12 @@ AIRFLOW_DB_DAYS = int(os.environ.get("WEATHERPIPE_AIRFLOW_DB_RETENTION_DAYS", "3
 )
 def weather_maintenance() -> None:
     @task
+    def bronze_compaction() -> dict:
+        from weatherpipe import airflow_tasks
+
+        return airflow_tasks.compact()
+
+    @task
     def bronze_retention() -> dict:
         from weatherpipe import airflow_tasks
 
@@ -44,7 +51,7 @@ def weather_maintenance() -> None:
         params={"days": AIRFLOW_DB_DAYS},
     )
 
-    bronze_retention() >> sweep_staging() >> airflow_db_clean
+    bronze_compaction() >> bronze_retention() >> sweep_staging() >> airflow_db_clean
 
 
 weather_maintenance()

@@ -1,4 +1,5 @@
-"""``python -m ingestion.bronze [--follow]``: the bronze stage in this process (the crash tests run it so)."""
+"""``python -m ingestion.bronze [--follow | compact]``: the bronze stage, or a compaction, in this process (the crash
+tests run it so)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ def main() -> None:  # pragma: no cover - the crash tests kill this process
 
     from weatherpipe.log import bootstrap
 
-    run(bootstrap("json"), follow="--follow" in sys.argv)
+    settings = bootstrap("json")
+    if "compact" in sys.argv[1:]:
+        from ingestion.bronze.compaction import compact
+
+        compact(settings)
+    else:
+        run(settings, follow="--follow" in sys.argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,10 +16,11 @@ from psycopg import sql
 from ingestion.bronze.layout import Written
 
 _BRONZE = """insert into {t} (object_key, topic, kafka_partition, start_offset, end_offset, row_count,
-       observed_hour, etag, bytes, written_at, run_id)
-   values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+       observed_hour, last_observed_hour, etag, bytes, written_at, run_id)
+   values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
    on conflict (object_key) do update set
-       end_offset = excluded.end_offset, row_count = excluded.row_count, etag = excluded.etag,
+       end_offset = excluded.end_offset, row_count = excluded.row_count, observed_hour = excluded.observed_hour,
+       last_observed_hour = excluded.last_observed_hour, etag = excluded.etag,
        bytes = excluded.bytes, written_at = excluded.written_at, run_id = excluded.run_id,
        silver_processed_at = case when {t}.etag is distinct from excluded.etag
                                   then null else {t}.silver_processed_at end"""
@@ -34,7 +35,20 @@ def record(
 ) -> None:
     """Upsert the rows of one write in one transaction (one pipelined round trip per batch)."""
     bronze_rows = [
-        (w.key, topic, w.partition, w.start_offset, w.end_offset, w.rows, w.hour, w.etag, w.size, written_at, run_id)
+        (
+            w.key,
+            topic,
+            w.partition,
+            w.start_offset,
+            w.end_offset,
+            w.rows,
+            w.hour,
+            w.last_hour or w.hour,
+            w.etag,
+            w.size,
+            written_at,
+            run_id,
+        )
         for w in written
         if w.hour is not None
     ]

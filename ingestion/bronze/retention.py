@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 
 from ingestion.bronze import manifest
+from ingestion.bronze.compaction import maintenance_lock
 from weatherpipe.audit import stage_scope
 from weatherpipe.resources import Resources
 from weatherpipe.results import Metrics, StageResult, new_run_id, utcnow
@@ -46,7 +47,7 @@ def retention(
     cutoff = (now or utcnow()) - dt.timedelta(days=days)
     res = Resources.of(settings, resources)
     ops = settings.postgres.ops_schema
-    with stage_scope(settings, result):
+    with stage_scope(settings, result), maintenance_lock(res):
         with res.warehouse.connect() as conn:
             rows = manifest.written_before(conn, ops, cutoff)
         processed = [key for key, done in rows if done]

@@ -40,19 +40,23 @@ class BronzeWriter:
     def write_range(self, partition: int, messages: list[Record]) -> list[Written]:
         good, bad = parse(messages)
         written_at = utcnow()
-        by_hour: dict[int, list[tuple[Record, Envelope]]] = defaultdict(list)
+        by_day: dict[int, list[tuple[Record, Envelope]]] = defaultdict(list)
+        hours: dict[int, list[int]] = defaultdict(list)
         for row in good:
-            by_hour[micros(row[1].observed_at) // HOUR_US].append(row)
+            hour_no = micros(row[1].observed_at) // HOUR_US
+            by_day[hour_no // 24].append(row)
+            hours[hour_no // 24].append(hour_no)
         jobs: list[tuple[Written, bytes, str]] = []
-        for hour_no, rows in sorted(by_hour.items()):
-            hour = EPOCH + dt.timedelta(hours=hour_no)
+        for day_no, rows in sorted(by_day.items()):
+            first_hour, last_hour = (EPOCH + dt.timedelta(hours=h) for h in (min(hours[day_no]), max(hours[day_no])))
             first, last = rows[0][0].offset, rows[-1][0].offset
-            key = bronze_key(self.settings, self.topic, partition, hour, first)
+            key = bronze_key(self.settings, self.topic, partition, first_hour.date(), first)
             buf = io.BytesIO()
             pq.write_table(
                 parquet_table(self.topic, rows, written_at), buf, compression="zstd", use_dictionary=DICTIONARY
             )
-            jobs.append((Written(key, partition, first, last, len(rows), hour), buf.getvalue(), "application/parquet"))
+            written = Written(key, partition, first, last, len(rows), first_hour, last_hour)
+            jobs.append((written, buf.getvalue(), "application/parquet"))
         if bad:
             key = deadletter_key(self.settings, self.topic, partition, bad[0][0].offset)
             reasons: dict[str, int] = defaultdict(int)

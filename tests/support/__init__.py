@@ -103,6 +103,31 @@ def bronze_rows(settings: Settings) -> list[dict]:
     return rows
 
 
+def live_bronze(settings: Settings) -> dict[str, list[dict]]:
+    """The rows of every live bronze object (the manifest's, not retired by a compaction), by object key."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from weatherpipe.storage import ObjectStore
+
+    store = ObjectStore(settings.s3)
+    with db.connect(settings.postgres.admin) as conn:
+        keys = conn.execute(
+            f'select object_key from "{settings.postgres.ops_schema}".bronze_manifest where retired_at is null'
+        ).fetchall()
+    return {k: pq.read_table(io.BytesIO(store.get(k))).to_pylist() for (k,) in keys}
+
+
+def mark_processed(settings: Settings) -> None:
+    """Mark every bronze object processed, as a Silver run would (for tests of what comes after Silver)."""
+    with db.connect(settings.postgres.admin) as conn:
+        conn.execute(
+            f'update "{settings.postgres.ops_schema}".bronze_manifest set silver_processed_at = now() '
+            "where silver_processed_at is null"
+        )
+
+
 def deadletters(settings: Settings) -> list[dict]:
     import json
 
@@ -295,12 +320,14 @@ def manifest_rows(settings: Settings) -> list[tuple]:
 
 
 def manifest_total(settings: Settings) -> int:
-    """Rows the bronze manifest records (0 before the sink created it)."""
+    """Rows the bronze manifest records in live objects (0 before the sink created it)."""
     with db.connect(settings.postgres.admin, autocommit=True) as conn:
         found = conn.execute("select to_regclass(%s)", (f'"{settings.postgres.ops_schema}".bronze_manifest',))
         if found.fetchone()[0] is None:
             return 0
-        total = conn.execute(f'select sum(row_count) from "{settings.postgres.ops_schema}".bronze_manifest')
+        total = conn.execute(
+            f'select sum(row_count) from "{settings.postgres.ops_schema}".bronze_manifest where retired_at is null'
+        )
         return int(total.fetchone()[0] or 0)
 
 

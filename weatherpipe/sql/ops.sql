@@ -38,6 +38,26 @@ create table if not exists {ops}.bronze_manifest (
 );
 create index if not exists bronze_manifest_pending_idx
     on {ops}.bronze_manifest (observed_hour) where silver_processed_at is null;
+-- An object holds the event hours observed_hour .. last_observed_hour of one date. A compacted object spans Kafka
+-- partitions (kafka_partition, start_offset and end_offset are -1); the objects it replaced are retired (retired_at,
+-- replaced_by) in the same transaction that records it, and deleted after a grace period.
+alter table {ops}.bronze_manifest add column if not exists last_observed_hour timestamptz;
+alter table {ops}.bronze_manifest add column if not exists retired_at timestamptz;
+alter table {ops}.bronze_manifest add column if not exists replaced_by text;
+create index if not exists bronze_manifest_retired_idx
+    on {ops}.bronze_manifest (retired_at) where retired_at is not null;
+
+-- Compactions in flight: a row is written before the compacted object's PUT and marked committed in the manifest's
+-- transaction, so a compaction killed in between leaves a row that names the object to delete.
+create table if not exists {ops}.bronze_compactions (
+    object_key      text        primary key,
+    topic           text        not null,
+    observed_date   date        not null,
+    inputs          text[]      not null,
+    run_id          text        not null,
+    started_at      timestamptz not null default now(),
+    committed_at    timestamptz
+);
 
 create table if not exists {ops}.deadletter_manifest (
     object_key      text        primary key,

@@ -95,7 +95,7 @@ def test_dag_structure_and_cosmos_tasks_for_every_model(airflow_home) -> None:
     assert "silver" in {u for t in ids if t.startswith("gold.") for u in dag.get_task(t).upstream_task_ids}
     assert dag.get_task("ingest").pool == "weather_api"
     maintenance = bag.get_dag("weather_maintenance")
-    assert set(maintenance.task_ids) == {"bronze_retention", "sweep_staging", "airflow_db_clean"}
+    assert set(maintenance.task_ids) == {"bronze_compaction", "bronze_retention", "sweep_staging", "airflow_db_clean"}
 
 
 def _marts_hash(settings_env: dict[str, str]) -> str:

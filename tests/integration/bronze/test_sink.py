@@ -12,7 +12,7 @@ from weatherpipe.settings import Settings
 T0 = dt.datetime(2013, 3, 1, 0, tzinfo=dt.UTC)
 
 
-def test_n_published_is_n_in_bronze_partitioned_by_event_hour(settings: Settings) -> None:
+def test_n_published_is_n_in_bronze_partitioned_by_event_date(settings: Settings) -> None:
     published = ingest.run(
         settings, source="replay", start=T0, end=T0 + dt.timedelta(days=2), city_ids=["nyc-jfk", "nyc-lga", "nyc-ewr"]
     )
@@ -22,14 +22,20 @@ def test_n_published_is_n_in_bronze_partitioned_by_event_hour(settings: Settings
     rows = bronze_rows(settings)
     assert len(rows) == published.rows_out
     assert len({r["event_id"] for r in rows}) == len(rows)
-    for r in rows:  # every row sits in the partition of its own event hour
-        assert f"observed_date={r['observed_at']:%Y-%m-%d}/observed_hour={r['observed_at']:%H}/" in r["_key"]
+    for r in rows:  # every row sits in the partition of its own event date
+        assert f"/observed_date={r['observed_at']:%Y-%m-%d}/part-" in r["_key"]
         assert r["kafka_topic"] == settings.kafka.topic and r["bronze_written_at"] is not None
     sample = next(r for r in rows if r["city_id"] == "nyc-ewr")
     assert json.loads(sample["payload"])["origin"] == "EWR"  # raw payload as received
     manifest = manifest_rows(settings)
     assert sorted(k for k, _, _ in manifest) == sorted(result.objects) == sorted({r["_key"] for r in rows})
     assert sum(n for _, n, _ in manifest) == len(rows)
+    # sized by data, not by the clock: one object per event date and partition (two days, three cities), where one
+    # per event hour made 48 per city
+    assert len(manifest) <= 2 * settings.kafka.partitions
+    spans = query(settings, "select observed_hour, last_observed_hour from {o}.bronze_manifest")
+    assert all(first.date() == last.date() and first <= last for first, last in spans)
+    assert {first for first, _ in spans} <= {T0, T0 + dt.timedelta(days=1)}
     committed = sum(v["to"] - v["from"] for v in result.offsets.values())
     assert committed == published.rows_out
 
@@ -76,7 +82,7 @@ def test_bad_messages_go_to_deadletter_with_reason_and_coordinates(settings: Set
     assert sum(result.metrics.deadletter_reasons.values()) == 7
 
 
-def test_late_event_lands_in_its_own_hour(settings: Settings) -> None:
+def test_late_event_lands_in_its_own_date(settings: Settings) -> None:
     publish_raw(
         settings,
         [envelope_bytes(1, hour_offset=5), envelope_bytes(2, hour_offset=-48), envelope_bytes(3, hour_offset=5)],
@@ -84,7 +90,7 @@ def test_late_event_lands_in_its_own_hour(settings: Settings) -> None:
     bronze.run(settings)
     keys = sorted({r["_key"] for r in bronze_rows(settings)})
     assert len(keys) == 2
-    assert any("observed_date=2013-02-27/observed_hour=00" in k for k in keys)
+    assert any("/observed_date=2013-02-27/" in k for k in keys)
 
 
 def _mark_processed(settings: Settings, *keys: str) -> None:
@@ -104,7 +110,7 @@ def test_retention_keeps_a_backfill_of_old_events_it_just_wrote(settings: Settin
 
 
 def test_retention_deletes_only_what_silver_processed_unless_forced(settings: Settings) -> None:
-    publish_raw(settings, [envelope_bytes(1, hour_offset=0), envelope_bytes(2, hour_offset=5)])
+    publish_raw(settings, [envelope_bytes(1, hour_offset=0), envelope_bytes(2, hour_offset=48)])  # two dates
     processed, pending = sorted(bronze.run(settings).objects)
     _mark_processed(settings, processed)
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=31)  # both objects are now older than 30 days
