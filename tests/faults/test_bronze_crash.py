@@ -1,4 +1,4 @@
-"""Bronze under repeated SIGKILLs of the sink: every message in bronze exactly once.
+"""Bronze under repeated SIGKILLs of the sink, and of a compaction: every message in bronze exactly once.
 
 Each kill lands after the restarted sink has committed new work (watched in the manifest), at a random moment
 after that, and the backlog is topped up whenever the sink gets close to its end — so each crash loop reaches its
@@ -28,12 +28,15 @@ from tests.support import (
     derive,
     envelope_bytes,
     is_zombie,
+    live_bronze,
     manifest_total,
+    mark_processed,
     publish_raw,
     wait_for,
 )
 from weatherpipe import db
 from weatherpipe.settings import Settings
+from weatherpipe.storage import ObjectStore
 
 pytestmark = pytest.mark.slow
 SPEED = os.environ.get("BRONZE_CRASH_SPEED", "normal")
@@ -189,6 +192,94 @@ def test_drain_workers_exactly_once_under_repeated_sigkill(settings: Settings) -
     final = bronze.run(crashy)
     assert final.metrics.workers == 3
     _assert_exactly_once(crashy, backlog)
+
+
+class Journal:
+    """Compaction progress, read on one autocommit connection: journal rows written plus inputs retired."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.conn = db.open_connection(settings.postgres.admin, autocommit=True)
+        self.ops = f'"{settings.postgres.ops_schema}"'
+
+    def steps(self) -> int:
+        row = self.conn.execute(
+            f"select (select count(*) from {self.ops}.bronze_compactions) + "
+            f"(select count(*) from {self.ops}.bronze_manifest where retired_at is not null)"
+        ).fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _wait_for_progress(proc: subprocess.Popen[bytes], journal: Journal) -> None:
+    before = journal.steps()
+    wait_for(lambda: journal.steps() != before or proc.poll() is not None, what="the compaction made progress")
+
+
+def test_compaction_exactly_once_under_repeated_sigkill(settings: Settings) -> None:
+    """Kill `python -m ingestion.bronze compact` with SIGKILL (10 times) at random moments after it made progress —
+    between its journal row, its PUT, its manifest transaction and its deletes — restarting it each time; then
+    every message is in the live objects exactly once, one object per date, and no object is left unnamed."""
+    crashy, env = _sink_env(settings, chunk_records=2, flush_records=2, compact_lag_hours=0, compact_workers=2)
+    env["WEATHERPIPE_BRONZE__COMPACT_GRACE_S"] = "0"  # retired objects are deleted in the same run: more to kill
+    backlog = Backlog(crashy, bad_every=53, hours=1)
+    dates, size = 0, 400
+
+    def more_work(count: int) -> None:  # ``count`` messages over 20 new dates, in bronze and processed
+        nonlocal dates
+        first = backlog.published
+        publish_raw(
+            crashy,
+            [
+                b"garbage %d" % i if i % backlog.bad_every == 0 else envelope_bytes(i, 24 * (dates + i % 20))
+                for i in range(first, first + count)
+            ],
+        )
+        backlog.published += count
+        dates += 20
+        bronze.run(crashy)
+        mark_processed(crashy)
+
+    def late(date: int) -> None:  # one late event for a date that may be compacted already
+        publish_raw(crashy, [envelope_bytes(backlog.published, 24 * date + 1)])
+        backlog.published += 1
+        bronze.run(crashy)
+        mark_processed(crashy)
+
+    more_work(size)
+    journal = Journal(crashy)
+    rng = random.Random(2468)
+    kills = runs = 0
+    while kills < 10:
+        runs += 1
+        assert runs <= MAX_RUNS, f"only {kills} kills in {runs} runs: every other run finished its compaction"
+        proc = _start_sink(env, "compact")
+        _wait_for_progress(proc, journal)
+        threading.Event().wait(rng.uniform(0, 0.2))
+        if proc.poll() is not None:
+            size *= 2  # this machine compacts faster than the work lasted: more next time
+            more_work(size)
+            continue
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+        late(rng.randrange(dates))  # the killed run's date may now have other inputs: its merged object is abandoned
+    print(f"compaction: {kills} kills in {runs} runs over {backlog.published} messages, {dates} dates")
+    journal.close()
+    final = bronze.compact(crashy, grace_s=0)
+    assert final.status == "success"
+    live = live_bronze(crashy)
+    ids = Counter(r["event_id"] for rows in live.values() for r in rows)
+    assert sum(ids.values()) == backlog.good and max(ids.values()) == 1
+    assert manifest_total(crashy) == backlog.good
+    assert final.metrics.live_objects == final.metrics.dates_in_bronze == dates  # one object per date
+    listed = {o.key for o in ObjectStore(crashy.s3).list(crashy.s3.bronze_prefix + "/")}
+    assert listed == set(live)  # no merged object of a killed run, no retired object left behind
+    with db.connect(crashy.postgres.admin) as conn:
+        pending = conn.execute(f'select count(*) from "{crashy.postgres.ops_schema}".bronze_compactions '
+                               "where committed_at is null").fetchone()[0]  # fmt: skip
+    assert pending == 0
 
 
 def _sink_env(settings: Settings, **bronze: Any) -> tuple[Settings, dict[str, str]]:
