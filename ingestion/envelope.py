@@ -17,8 +17,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 SCHEMA_VERSION = 1
-SOURCES = ("openweather", "open-meteo", "open-meteo-archive", "replay")
-Source = Literal["openweather", "open-meteo", "open-meteo-archive", "replay"]
+SOURCES = ("openweather", "open-meteo", "open-meteo-archive", "replay", "synthetic")
+Source = Literal["openweather", "open-meteo", "open-meteo-archive", "replay", "synthetic"]
 _NAMESPACE = uuid.UUID("6f1c3a52-8d0e-4f4b-9a57-3c2d9b0e7a11")
 
 _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]

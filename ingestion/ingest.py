@@ -31,6 +31,8 @@ from ingestion.sources.base import FetchFailure, FetchItem, Observation, Provide
 from ingestion.sources.open_meteo import OpenMeteoArchiveSource, OpenMeteoSource
 from ingestion.sources.openweather import OpenWeatherSource
 from ingestion.sources.replay import ReplaySource
+from ingestion.sources.synthetic import PREFIX as SYNTHETIC_PREFIX
+from ingestion.sources.synthetic import SyntheticSource
 from weatherpipe.audit import stage_scope
 from weatherpipe.cities import load_cities
 from weatherpipe.errors import ConfigError, DeliveryError, SourceError
@@ -54,6 +56,8 @@ def make_source(settings: Settings, name: str, resources: Resources | None = Non
         return OpenMeteoArchiveSource(settings)
     if name == "replay":
         return ReplaySource(settings)
+    if name == "synthetic":
+        return SyntheticSource(settings)
     raise ConfigError(f"unknown source {name!r}", hint=f"choose one of: {', '.join(SOURCES)}")
 
 
@@ -112,7 +116,9 @@ def _ingest(
     cities = load_cities(settings, city_ids)
     source = weather_source or make_source(settings, source_name, res)
     if source.name == "replay" and city_ids is None:  # by default, replay the cities that have a recorded station
-        cities = [c for c in cities if c.replay_station]
+        cities = [c for c in cities if c.replay_station and not c.id.startswith(SYNTHETIC_PREFIX)]
+    if source.name == "synthetic" and city_ids is None:
+        cities = [c for c in cities if c.id.startswith(SYNTHETIC_PREFIX)]
     result.metrics.source, result.metrics.cities = source.name, len(cities)
     ensure_topic(settings.kafka)
     producer = make_producer(settings.kafka)

@@ -202,6 +202,7 @@ PARSERS = {
     "open-meteo": parse_open_meteo,
     "open-meteo-archive": parse_open_meteo,
     "replay": parse_replay,
+    "synthetic": parse_replay,  # the replay's rows, moved and perturbed (ingestion/sources/synthetic.py)
 }
 
 

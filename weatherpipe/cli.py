@@ -127,11 +127,28 @@ def stack_status() -> None:
         raise typer.Exit(3)
 
 
+def _synthetic(settings: Settings, cities: str | None) -> Settings:
+    """Settings whose cities file adds ``cities`` (a number) synthetic cities to the configured ones."""
+    from ingestion.sources.synthetic import with_synthetic_cities
+    from weatherpipe.errors import ConfigError
+
+    try:
+        n = int(cities or "3")
+    except ValueError:
+        raise ConfigError(f"--cities with --source synthetic is a number of cities, not {cities!r}") from None
+    return with_synthetic_cities(settings, n)
+
+
 # -- stages ---------------------------------------------------------------------------------------------------
 @app.command()
 def ingest(
-    source: Annotated[str, typer.Option(help="openweather | open-meteo | open-meteo-archive | replay")] = "replay",
-    cities: Annotated[str | None, typer.Option(help="comma-separated city ids (default: all configured)")] = None,
+    source: Annotated[
+        str, typer.Option(help="openweather | open-meteo | open-meteo-archive | replay | synthetic")
+    ] = "replay",
+    cities: Annotated[
+        str | None,
+        typer.Option(help="comma-separated city ids (default: all configured); with synthetic: how many cities"),
+    ] = None,
     start: DateOpt = None,
     end: EndOpt = None,
     run_id: Annotated[str | None, typer.Option(help="run identity (default: a new one)")] = None,
@@ -139,10 +156,13 @@ def ingest(
     """Fetch observations and publish them to Kafka."""
     from ingestion import ingest as stage
 
+    settings = _settings()
     ids = [c.strip() for c in cities.split(",")] if cities else None
+    if source == "synthetic":
+        settings, ids = _synthetic(settings, cities), None
     _echo_result(
         stage.run(
-            _settings(),
+            settings,
             source=source,
             city_ids=ids,
             start=_utc(start),
@@ -220,17 +240,23 @@ def run(
     source: Annotated[
         str,
         typer.Option(
-            help="openweather | open-meteo | replay (default: openweather when a key is configured, else replay)"
+            help="openweather | open-meteo | replay | synthetic (default: openweather when a key is configured, "
+            "else replay)"
         ),
     ] = "auto",
     start: DateOpt = None,
     end: EndOpt = None,
+    cities: Annotated[
+        int | None, typer.Option(help="with --source synthetic: how many cities (about 8,700 observations each)")
+    ] = None,
     docs: Annotated[bool, typer.Option(help="build the dbt docs site at the end")] = True,
 ) -> None:
     """Run the whole pipeline once (ingest -> bronze -> silver -> gold) and print a summary."""
     from weatherpipe import pipeline
 
     settings = _settings()
+    if source == "synthetic":
+        settings = _synthetic(settings, None if cities is None else str(cities))
     summary = pipeline.run(settings, source=source, start=_utc(start), end=_utc(end), build_docs=docs)
     typer.echo(pipeline.render_summary(settings, summary))
     if not summary.ok:

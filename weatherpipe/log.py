@@ -123,6 +123,8 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", secrets: Iterable[
     root.addHandler(handler)
     for noisy in ("kafka", "botocore", "urllib3", "py4j", "s3transfer"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # kafka-python's event loop warns whenever a task runs over 100 ms: on a busy 2-core machine, every big publish
+    logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
 
 
 def bootstrap(fmt: str | None = None) -> Settings:

@@ -105,7 +105,7 @@ def run(
     from weatherpipe.resources import Resources
 
     name = resolve_source(settings, source)
-    if name == "replay":
+    if name in ("replay", "synthetic"):
         start, end = replay_window(settings, start, end)
     summary = PipelineSummary(run_id or new_run_id("run"), name, start, end)
     console = Console(stderr=True)

@@ -122,6 +122,7 @@ def compact(
         metrics.per_date = {p.day.isoformat(): len(p.inputs) for p in plans}
         if not dry_run:
             _run_plans(res, result, plans, run_id)
+            result.objects.sort()
             metrics.retired_deleted = sweep_retired(res, grace)
         metrics.live_objects, metrics.dates_in_bronze = _live(res)
     return result
