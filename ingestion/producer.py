@@ -57,13 +57,17 @@ def publish(producer: KafkaProducer, kafka: KafkaSettings, envelopes: Iterable[E
     """
     result = Delivery()
     pending = []
-    deadline = time.monotonic() + kafka.delivery_timeout_s  # one budget for all acknowledgements, not one each
+    deadline = None
     try:
-        for env in envelopes:
+        for env in envelopes:  # a send blocks (up to max_block_ms) while the producer's buffer is full
             pending.append(producer.send(kafka.topic, key=env.city_id.encode(), value=env.to_bytes()))
+        # one budget for all acknowledgements, not one each, counted from the last send: a backfill's sends take
+        # longer than the budget, and were once counted in it (a million messages, all delivered, "failed")
+        deadline = time.monotonic() + kafka.delivery_timeout_s
         producer.flush(timeout=max(0.0, deadline - time.monotonic()))
     except KafkaError as exc:
         result.errors.append(type(exc).__name__)
+    deadline = deadline or time.monotonic() + kafka.delivery_timeout_s
     for future in pending:
         try:
             meta = future.get(timeout=max(0.0, deadline - time.monotonic()))
