@@ -16,6 +16,7 @@ BENCHES = [
     "bench.bench_spark",
     "bench.bench_gold",
     "bench.bench_hourly",
+    "bench.bench_backfill",
 ]
 
 

@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from kafka.errors import KafkaError
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from ingestion.budget import CallBudget
 from ingestion.envelope import SOURCES, Envelope
@@ -33,6 +32,7 @@ from ingestion.sources.openweather import OpenWeatherSource
 from ingestion.sources.replay import ReplaySource
 from ingestion.sources.synthetic import PREFIX as SYNTHETIC_PREFIX
 from ingestion.sources.synthetic import SyntheticSource
+from weatherpipe import progress
 from weatherpipe.audit import stage_scope
 from weatherpipe.cities import load_cities
 from weatherpipe.errors import ConfigError, DeliveryError, SourceError
@@ -92,13 +92,12 @@ def run(
     run_id: str | None = None,
     weather_source: WeatherSource | None = None,
     resources: Resources | None = None,
-    progress: bool = False,
 ) -> StageResult[IngestMetrics]:
     run_id = run_id or new_run_id("ingest")
     result = StageResult("ingest", run_id, interval_start=start, interval_end=end, metrics=IngestMetrics())
     res = Resources.of(settings, resources)
     with stage_scope(settings, result):
-        _ingest(res, result, source, city_ids, start, end, weather_source, progress)
+        _ingest(res, result, source, city_ids, start, end, weather_source)
     return result
 
 
@@ -110,7 +109,6 @@ def _ingest(
     start: dt.datetime | None,
     end: dt.datetime | None,
     weather_source: WeatherSource | None,
-    progress: bool,
 ) -> None:
     settings = res.settings
     cities = load_cities(settings, city_ids)
@@ -130,10 +128,14 @@ def _ingest(
     transient_failures = 0
     ingested_at = utcnow()
 
+    fetched = progress.meter("ingest", "observations")
+
     def envelopes(items: Iterator[FetchItem]) -> Iterator[Envelope]:
         nonlocal transient_failures, unreachable
         try:
-            for item in items:
+            for n, item in enumerate(items, 1):
+                if n % 1000 == 0:
+                    fetched.advance(1000)
                 if isinstance(item, FetchFailure):
                     failures[item.city_id] = redact(item.reason)
                     transient_failures += item.transient
@@ -155,10 +157,9 @@ def _ingest(
                 )
         except ProviderUnreachable as exc:  # stop calling; what was fetched is still published
             unreachable = exc
+        fetched.update(completed=result.rows_in, total=result.rows_in)
 
     items = source.fetch(cities, start, end)
-    if progress:
-        items = _with_progress(items)
     try:
         delivery = publish(producer, settings.kafka, envelopes(items))
     except DeliveryError:
@@ -205,17 +206,3 @@ def _keep_rejected(res: Resources, source: str, run_id: str, rejected: list[Fetc
     key = f"{res.settings.s3.deadletter_prefix}/source={source}/date={now:%Y-%m-%d}/{run_id}.jsonl"
     res.store.put(key, ("\n".join(lines) + "\n").encode(), "application/x-ndjson")
     return key
-
-
-def _with_progress(items: Iterator[FetchItem]) -> Iterator[FetchItem]:
-
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("fetched {task.completed} observations"),
-        TimeElapsedColumn(),
-        transient=True,
-    ) as bar:
-        task = bar.add_task("fetch", total=None)
-        for item in items:
-            bar.advance(task)
-            yield item

@@ -28,7 +28,7 @@ from spark_jobs.expectations import evaluate, load_expectations, rule_counts, sp
 from spark_jobs.pg_writer import LoadTable, copy_partitions, sweep_orphans
 from spark_jobs.session import release, spark_errors, spark_session
 from spark_jobs.transforms import attach_cities, deduplicate, to_canonical
-from weatherpipe import db
+from weatherpipe import db, progress
 from weatherpipe.audit import stage_scope
 from weatherpipe.cities import load_cities
 from weatherpipe.errors import ExpectationFailed, TransientError
@@ -198,14 +198,38 @@ def _process(
                 release(spark)
 
 
+class _SparkTasks:
+    """Spark Connect's progress reports (tasks done of tasks known, every stage of every operation) on a meter."""
+
+    def __init__(self, spark: Any) -> None:
+        self.spark = spark if hasattr(spark, "registerProgressHandler") else None
+        self.stages: dict[tuple[str | None, int], tuple[int, int]] = {}
+        if self.spark is not None:
+            self.meter = progress.meter("silver", "Spark tasks")
+            self.spark.registerProgressHandler(self)
+
+    def __call__(self, stages: Any, inflight_tasks: int, operation_id: str | None, done: bool) -> None:
+        for stage in stages or []:
+            self.stages[(operation_id, stage.stage_id)] = (stage.num_completed_tasks, stage.num_tasks)
+        done_tasks = sum(d for d, _ in self.stages.values())
+        self.meter.update(completed=done_tasks, total=sum(t for _, t in self.stages.values()))
+
+    def close(self) -> None:
+        if self.spark is not None:
+            self.spark.removeProgressHandler(self)
+
+
 def _process_with(spark: Any, res: Resources, result: StageResult[SilverMetrics], objects: list[BronzeObject]) -> None:
     settings = res.settings
+    steps = progress.meter("silver", f"steps ({len(objects)} bronze objects)", total=4)
+    tasks = _SparkTasks(spark)
     rules = load_expectations(settings.path(settings.paths.expectations_file))
     bronze = read_bronze(spark, settings, [o.key for o in objects]).persist()  # read S3 once, not per parser
     evaluated = transform(spark, settings, bronze, rules).persist()
     try:
         counts = rule_counts(evaluated, rules)
         result.rows_in = evaluated.count()
+        steps.advance()
         fatal = {r.name: counts[r.name] for r in rules if r.action == "fail" and counts[r.name]}
         if fatal:
             raise ExpectationFailed(f"expectation(s) with action 'fail' broken: {fatal}; nothing was written")
@@ -220,10 +244,14 @@ def _process_with(spark: Any, res: Resources, result: StageResult[SilverMetrics]
         schema = settings.postgres.staging_schema
         log.info("writing load tables", extra={"rows_in": result.rows_in})
         obs_tables = copy_partitions(unique, settings.postgres, schema, "weather_observations", "obs", result.run_id)
+        steps.advance()
         q_tables = copy_partitions(q, settings.postgres, schema, "weather_quarantine", "q", result.run_id)
+        steps.advance()
         log.info("merging load tables", extra={"tables": len(obs_tables) + len(q_tables)})
         merged = merge(res, result.run_id, obs_tables, q_tables, objects)
+        steps.advance()
     finally:
+        tasks.close()
         evaluated.unpersist()
         bronze.unpersist()
     n_quarantined = sum(t.rows for t in q_tables)

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import logging
 import sys
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -39,6 +40,14 @@ def _settings() -> Settings:
 
 def _echo_result(result: StageResult) -> None:
     typer.echo(REDACT(json.dumps(result.to_dict(), default=str, indent=2)))
+
+
+def _shown(stage: Callable[[], StageResult]) -> StageResult:
+    """Run a stage with its progress bars on stderr when a terminal watches."""
+    from weatherpipe import progress
+
+    with progress.showing():
+        return stage()
 
 
 DateOpt = Annotated[
@@ -161,14 +170,15 @@ def ingest(
     if source == "synthetic":
         settings, ids = _synthetic(settings, cities), None
     _echo_result(
-        stage.run(
-            settings,
-            source=source,
-            city_ids=ids,
-            start=_utc(start),
-            end=_utc(end),
-            run_id=run_id,
-            progress=sys.stderr.isatty(),
+        _shown(
+            lambda: stage.run(
+                settings,
+                source=source,
+                city_ids=ids,
+                start=_utc(start),
+                end=_utc(end),
+                run_id=run_id,
+            )
         )
     )
 
@@ -190,7 +200,7 @@ def bronze(
         return
     from ingestion import bronze
 
-    _echo_result(bronze.run(_settings(), follow=follow, run_id=run_id))
+    _echo_result(_shown(lambda: bronze.run(_settings(), follow=follow, run_id=run_id)))
 
 
 @bronze_app.command("compact")
@@ -203,7 +213,7 @@ def bronze_compact(
     """Merge the small objects of each closed event date into one (processed, committed objects only)."""
     from ingestion import bronze
 
-    _echo_result(bronze.compact(_settings(), dry_run=dry_run, grace_s=grace_s))
+    _echo_result(_shown(lambda: bronze.compact(_settings(), dry_run=dry_run, grace_s=grace_s)))
 
 
 @app.command()
@@ -218,7 +228,9 @@ def silver(
     """PySpark: the bronze objects not processed yet -> cleaned, validated, deduplicated rows in Postgres staging."""
     from spark_jobs import silver
 
-    _echo_result(silver.run(_settings(), start=_utc(start), end=_utc(end), run_id=run_id, reprocess=reprocess))
+    _echo_result(
+        _shown(lambda: silver.run(_settings(), start=_utc(start), end=_utc(end), run_id=run_id, reprocess=reprocess))
+    )
 
 
 @app.command()
@@ -232,7 +244,9 @@ def gold(
     """dbt: snapshots, models and tests of the Gold star schema."""
     from weatherpipe import gold as gold_stage
 
-    _echo_result(gold_stage.run(_settings(), full_refresh=full_refresh, full_tests=full_tests, run_id=run_id))
+    _echo_result(
+        _shown(lambda: gold_stage.run(_settings(), full_refresh=full_refresh, full_tests=full_tests, run_id=run_id))
+    )
 
 
 @app.command()

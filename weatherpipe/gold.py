@@ -23,6 +23,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from weatherpipe import progress
 from weatherpipe.audit import stage_scope
 from weatherpipe.errors import ConfigError, PipelineError, ServiceUnavailable, StageFailed
 from weatherpipe.resources import Resources, Warehouse
@@ -120,8 +121,25 @@ def invoke(settings: Settings, *args: str, extra_vars: dict[str, Any] | None = N
         cli += ["--target-path", str(settings.path(settings.dbt.target_path))]
     if args and args[0] in {"build", "run", "snapshot", "test"}:
         cli += ["--threads", str(settings.dbt.threads)]
+    callbacks = [_NodeMeter(args[0])] if args and args[0] in {"build", "run", "test"} else []
     with _environment(dbt_env(settings)):
-        return dbtRunner().invoke(cli)
+        return dbtRunner(callbacks=callbacks).invoke(cli)
+
+
+class _NodeMeter:
+    """dbt's events onto a progress meter: its start lines say how many nodes there are, each finished node is one."""
+
+    def __init__(self, command: str) -> None:
+        self.meter = progress.meter("gold", f"dbt {command} nodes")
+        self.total = 0
+
+    def __call__(self, event: Any) -> None:
+        name = event.info.name
+        if name == "LogStartLine" and getattr(event.data, "total", 0) > self.total:
+            self.total = int(event.data.total)
+            self.meter.update(total=self.total)
+        elif name == "NodeFinished":
+            self.meter.advance(1)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from typing import Any
 
 from psycopg import sql
 
-from weatherpipe import db
+from weatherpipe import db, progress
 from weatherpipe.results import Check, Metrics, StageResult, new_run_id, utcnow
 from weatherpipe.settings import Settings
 
@@ -96,8 +96,6 @@ def run(
     build_docs: bool = True,
     run_id: str | None = None,
 ) -> PipelineSummary:
-    from rich.console import Console
-
     from ingestion import bronze, ingest
     from spark_jobs import silver
     from weatherpipe import gold
@@ -108,7 +106,6 @@ def run(
     if name in ("replay", "synthetic"):
         start, end = replay_window(settings, start, end)
     summary = PipelineSummary(run_id or new_run_id("run"), name, start, end)
-    console = Console(stderr=True)
     res = Resources(settings)  # one object store and one warehouse for the four stages
     run_id = summary.run_id
 
@@ -124,22 +121,22 @@ def run(
         ("silver", lambda: silver.run(settings, start=start, end=end, run_id=run_id, resources=res)),
         ("gold", lambda: gold.run(settings, run_id=run_id, resources=res)),
     ]
-    for i, (stage_name, step) in enumerate(steps, 1):
-        with console.status(f"[{i}/{len(steps)}] {stage_name} …"):
+    with progress.showing():  # each stage's bars (rows, objects, ETA) where a terminal watches
+        for i, (stage_name, step) in enumerate(steps, 1):
             try:
                 result = step()
             except PipelineError as exc:
                 summary.error = f"{stage_name}: {exc}"
-                console.print(f"[{i}/{len(steps)}] {stage_name} [red]failed[/red]: {exc}")
+                progress.echo(f"[{i}/{len(steps)}] {stage_name} [red]failed[/red]: {exc}")
                 break
-        summary.results.append(result)
-        console.print(
-            f"[{i}/{len(steps)}] {stage_name} {result.status}: {result.rows_in} in, {result.rows_out} out, "
-            f"{result.rows_rejected} rejected ({result.duration_s:.1f}s)"
-        )
-    summary.checks = reconcile({r.stage: r for r in summary.results})
-    if build_docs and summary.error is None:
-        with console.status("building dbt docs …"):
+            summary.results.append(result)
+            progress.echo(
+                f"[{i}/{len(steps)}] {stage_name} {result.status}: {result.rows_in} in, {result.rows_out} out, "
+                f"{result.rows_rejected} rejected ({result.duration_s:.1f}s)"
+            )
+        summary.checks = reconcile({r.stage: r for r in summary.results})
+        if build_docs and summary.error is None:
+            progress.echo("building dbt docs …")
             summary.docs = str(gold.build_docs(settings) / "index.html")
     return summary
 

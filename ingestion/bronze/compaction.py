@@ -42,10 +42,12 @@ from psycopg import sql
 
 from ingestion.bronze.encoding import DICTIONARY
 from ingestion.bronze.layout import compacted_key
+from weatherpipe import progress
 from weatherpipe.audit import stage_scope
 from weatherpipe.contracts import BRONZE as BRONZE_SCHEMA
 from weatherpipe.errors import TransientError
 from weatherpipe.kafka import unreachable
+from weatherpipe.progress import Meter
 from weatherpipe.resources import Resources
 from weatherpipe.results import Check, Counts, Metrics, StageResult, new_run_id, utcnow
 from weatherpipe.settings import Settings
@@ -222,8 +224,9 @@ def _run_plans(res: Resources, result: StageResult[CompactionMetrics], plans: li
     """The dates in ``bronze.compact_workers`` threads, each with its own connection; a date is one unit of work."""
     workers = max(1, min(res.settings.bronze.compact_workers, len(plans)))
     shares = [plans[i::workers] for i in range(workers)]
+    dates = progress.meter("compaction", "dates", total=len(plans))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bronze-compact") as pool:
-        for done in pool.map(lambda share: _run_share(res, share, run_id), shares):
+        for done in pool.map(lambda share: _run_share(res, share, run_id, dates), shares):
             for plan_, rows in done:
                 m = result.metrics
                 if rows is None:
@@ -237,12 +240,13 @@ def _run_plans(res: Resources, result: StageResult[CompactionMetrics], plans: li
                 m.objects_written += 1
 
 
-def _run_share(res: Resources, share: list[Plan], run_id: str) -> list[tuple[Plan, int | None]]:
+def _run_share(res: Resources, share: list[Plan], run_id: str, dates: Meter) -> list[tuple[Plan, int | None]]:
     out: list[tuple[Plan, int | None]] = []
     with res.warehouse.connect(autocommit=True) as conn:
         for p in share:
             try:
                 out.append((p, _compact_date(res, conn, p, run_id)))
+                dates.advance()
             except Conflict as exc:
                 log.warning("compaction of %s skipped: %s", p.day, exc)
                 res.store.delete([p.key])

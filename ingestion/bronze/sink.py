@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
@@ -19,8 +20,10 @@ from ingestion.bronze.consumer import lean_records
 from ingestion.bronze.encoding import Record
 from ingestion.bronze.layout import Written
 from ingestion.bronze.writer import BronzeWriter
+from weatherpipe import progress
 from weatherpipe.errors import ServiceUnavailable
 from weatherpipe.kafka import ensure_topic, unreachable
+from weatherpipe.progress import Meter
 from weatherpipe.settings import Settings
 from weatherpipe.storage import ObjectStore
 
@@ -37,11 +40,41 @@ def split_ranges(messages: list[Record], block: int) -> Iterable[list[Record]]:
         yield current
 
 
+class Tally(Protocol):
+    """Where a sink counts its progress: messages to read (added as each sink learns its share) and read."""
+
+    def add_total(self, n: int) -> None: ...
+    def advance(self, n: int) -> None: ...
+
+
+class MeterTally:
+    """A tally shown by a progress meter (one process)."""
+
+    def __init__(self, meter: Meter) -> None:
+        self.meter, self.total = meter, 0
+
+    def add_total(self, n: int) -> None:
+        self.total += n
+        self.meter.update(total=self.total)
+
+    def advance(self, n: int) -> None:
+        self.meter.advance(n)
+
+
 class BronzeSink:
     """Owns the partitions ``p`` with ``p % workers == worker`` (all of them with one worker)."""
 
-    def __init__(self, settings: Settings, store: ObjectStore, run_id: str, worker: int = 0, workers: int = 1) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: ObjectStore,
+        run_id: str,
+        worker: int = 0,
+        workers: int = 1,
+        tally: Tally | None = None,
+    ) -> None:
         self.settings = settings
+        self.tally = tally or MeterTally(progress.meter("bronze", "messages"))
         self.kafka = settings.kafka
         self.topic = settings.kafka.topic
         self.store = store
@@ -104,6 +137,8 @@ class BronzeSink:
             self.buffers[tp.partition].extend(records)
             got += len(records)
         self.read += got
+        if got:
+            self.tally.advance(got)
         return got
 
     def submit(self, partition: int) -> None:
@@ -152,6 +187,8 @@ class BronzeSink:
         about 12,000 per partition of 20,000 seen right after); a drain that stopped there left the rest for the next
         run. A broker answers a fetch at once when it has data, so the last, empty poll costs ``drain_idle_ms``."""
         targets = {tp.partition: off for tp, off in self.consumer.end_offsets(self.partitions).items()}
+        expected = sum(max(0, end - self.start[p]) for p, end in targets.items())
+        self.tally.add_total(expected)
         deadline = time.monotonic() + self.settings.bronze.drain_timeout_s
         block, early = self.settings.bronze.chunk_records, self.settings.bronze.flush_records
         reached = all(self.consumer.position(tp) >= targets[tp.partition] for tp in self.partitions)
@@ -166,6 +203,7 @@ class BronzeSink:
                 break
             reached = all(self.consumer.position(tp) >= targets[tp.partition] for tp in self.partitions)
         self.flush_all()
+        self.tally.add_total(max(0, self.read - expected))  # what arrived meanwhile, or past stale end offsets
 
     def follow(self) -> None:
         block = self.settings.bronze.chunk_records
@@ -203,9 +241,16 @@ class SinkOutcome:
 
 
 def sink_partitions(
-    settings: Settings, store: ObjectStore, run_id: str, *, follow: bool, worker: int = 0, workers: int = 1
+    settings: Settings,
+    store: ObjectStore,
+    run_id: str,
+    *,
+    follow: bool,
+    worker: int = 0,
+    workers: int = 1,
+    tally: Tally | None = None,
 ) -> SinkOutcome:
-    sink = BronzeSink(settings, store, run_id, worker, workers)
+    sink = BronzeSink(settings, store, run_id, worker, workers, tally)
     try:
         if follow:
             _stop_on_signals(sink.stop)

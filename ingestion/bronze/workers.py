@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 
 from ingestion.bronze.sink import SinkOutcome, sink_partitions
+from weatherpipe import progress
 from weatherpipe.errors import PipelineError, TransientError
 from weatherpipe.settings import Settings
 from weatherpipe.storage import ObjectStore
@@ -39,12 +40,14 @@ def drain_in_workers(settings: Settings, run_id: str, workers: int) -> SinkOutco
     store = ObjectStore(settings.s3)
     prctl = _prctl()
     parent = os.getpid()
+    tally = SharedTally(ctx)
+    bar = progress.meter("bronze", "messages")
     procs = []
     for worker in range(workers):
         receiver, sender = ctx.Pipe(duplex=False)
         proc = ctx.Process(
             target=_worker_main,
-            args=(sender, parent, prctl, settings, run_id, worker, workers, store),
+            args=(sender, parent, prctl, settings, run_id, worker, workers, store, tally),
             name=f"bronze-worker-{worker}",
             daemon=True,
         )
@@ -53,6 +56,9 @@ def drain_in_workers(settings: Settings, run_id: str, workers: int) -> SinkOutco
         procs.append((proc, receiver))
     outcome, errors = SinkOutcome(), []
     for worker, (proc, receiver) in enumerate(procs):
+        while not receiver.poll(0.2):  # the workers' counts on the bar meanwhile
+            bar.update(completed=tally.read.value, total=tally.total.value or None)
+        bar.update(completed=tally.read.value, total=tally.total.value or None)
         try:
             kind, value = receiver.recv()
         except EOFError:
@@ -84,6 +90,7 @@ def _worker_main(
     worker: int,
     workers: int,
     store: ObjectStore,
+    tally: SharedTally,
 ) -> None:
     _die_with(parent, prctl)
     # what the parent built stays put: the collector never walks it (and never dirties its copy-on-write pages),
@@ -91,7 +98,7 @@ def _worker_main(
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
     try:
-        outcome = sink_partitions(settings, store, run_id, follow=False, worker=worker, workers=workers)
+        outcome = sink_partitions(settings, store, run_id, follow=False, worker=worker, workers=workers, tally=tally)
         message: tuple[str, Any] = ("ok", outcome)
     except BaseException as exc:  # sent to the parent, which raises it
         message = (
@@ -103,6 +110,22 @@ def _worker_main(
     finally:
         sender.close()
         os._exit(0)  # no atexit/finalisers: the parent's inherited connections are not ours to close
+
+
+class SharedTally:
+    """The workers' progress in shared memory, for the parent's bar."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.total = ctx.Value("q", 0)
+        self.read = ctx.Value("q", 0)
+
+    def add_total(self, n: int) -> None:
+        with self.total.get_lock():
+            self.total.value += n
+
+    def advance(self, n: int) -> None:
+        with self.read.get_lock():
+            self.read.value += n
 
 
 def _prctl() -> Any:
