@@ -22,6 +22,8 @@ BENCHES = [
 
 def main(names: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)  # "task ran over 100 ms" on a busy machine
+    logging.getLogger("kafka.cluster").setLevel(logging.CRITICAL)  # "Metadata refresh: failed Cancelled" at close
     rows: list[BenchRow] = []
     for name in names or BENCHES:
         try:

@@ -282,6 +282,10 @@ def _synthetic(rows: list[BenchRow]) -> None:
 
 
 def run() -> list[BenchRow]:
+    # dbt is imported before any clock starts: its import (seconds) would land on our first Gold stage and not on
+    # the floor's build, which runs later in the same process
+    from dbt.cli.main import dbtRunner  # noqa: F401
+
     rows: list[BenchRow] = []
     _year(rows)
     _synthetic(rows)

@@ -16,7 +16,9 @@ from pyspark.sql.types import StructType
 
 from spark_jobs import schemas
 
-OBJECTS_PER_TASK = 64  # at least this many objects before the read is split over another task
+# A task reads at least this many bytes of Parquet (or every object) before the read is split over another task:
+# Spark's per-task cost (a Python worker among it) dwarfs reading one small object.
+BYTES_PER_TASK = 32 * 1024 * 1024
 
 
 class ObjectGroup(InputPartition):
@@ -25,16 +27,32 @@ class ObjectGroup(InputPartition):
         self.keys = keys
 
 
+def split_by_size(sizes: dict[str, int], max_groups: int, per_group: int = BYTES_PER_TASK) -> list[list[str]]:
+    """Objects in groups of about equal bytes: as many groups as the bytes need at ``per_group`` each, at most
+    ``max_groups``; the largest object goes first to the lightest group. Deterministic; every key exactly once."""
+    if not sizes:
+        return []
+    total = sum(max(1, s) for s in sizes.values())
+    n = max(1, min(max_groups, len(sizes), -(-total // per_group)))
+    groups: list[list[str]] = [[] for _ in range(n)]
+    loads = [0] * n
+    for key in sorted(sizes, key=lambda k: (-sizes[k], k)):
+        lightest = loads.index(min(loads))
+        groups[lightest].append(key)
+        loads[lightest] += max(1, sizes[key])
+    return [sorted(g) for g in groups]
+
+
 class BronzeReader(DataSourceReader):
     def __init__(self, options: dict[str, str]) -> None:
         self.options = dict(options)
 
     def partitions(self) -> list[InputPartition]:
-        """A few partitions of many objects each: Spark's per-task cost (a Python worker among it) dwarfs reading
-        one small object, so an hourly run of a handful of objects is one task."""
-        keys: list[str] = json.loads(self.options["keys"])
-        n = max(1, min(-(-len(keys) // OBJECTS_PER_TASK), int(self.options.get("partitions", "4"))))
-        return [ObjectGroup(keys[i::n]) for i in range(n)]
+        """Size-based splits: a few partitions of many objects each (``split_by_size``), so an hourly run of a
+        handful of objects is one task and a backfill's are spread by bytes, not by object count."""
+        sizes: dict[str, int] = json.loads(self.options["objects"])
+        groups = split_by_size(sizes, int(self.options.get("partitions", "4")))
+        return [ObjectGroup(g) for g in groups] or [ObjectGroup([])]
 
     def read(self, partition: InputPartition) -> Iterator[Any]:
         import pyarrow as pa

@@ -90,6 +90,7 @@ class SilverMetrics(Metrics):
 class BronzeObject:
     key: str
     etag: str
+    size: int = 0
 
 
 def ensure_staging(settings: Settings) -> None:
@@ -117,22 +118,23 @@ def pending_objects(
     retired object (its rows are in the compacted object that replaced it)."""
     pg = res.settings.postgres
     query = sql.SQL(
-        "select object_key, coalesce(etag, '') from {} where topic = %s and retired_at is null and "
+        "select object_key, coalesce(etag, ''), coalesce(bytes, 0) from {} where topic = %s and retired_at is null and "
         "(silver_processed_at is null or (observed_hour < %s "
         "and coalesce(last_observed_hour, observed_hour) + interval '1 hour' > %s)) order by object_key"
     ).format(sql.Identifier(pg.ops_schema, "bronze_manifest"))
     never = dt.datetime.max.replace(tzinfo=dt.UTC)  # an empty window: unprocessed objects only
     lo, hi = (start or never, end or never) if reprocess else (never, never)
     with res.warehouse.connect() as conn:
-        return [BronzeObject(k, e) for k, e in conn.execute(query, (res.settings.kafka.topic, hi, lo))]
+        return [BronzeObject(k, e, s) for k, e, s in conn.execute(query, (res.settings.kafka.topic, hi, lo))]
 
 
-def read_bronze(spark: Any, settings: Settings, keys: list[str]) -> Any:
+def read_bronze(spark: Any, settings: Settings, objects: dict[str, int]) -> Any:
+    """The bronze objects (key -> bytes, which size the read's splits) as one DataFrame in the bronze schema."""
     spark.dataSource.register(BronzeDataSource)
     s3 = settings.s3
     return (
         spark.read.format("weatherpipe_bronze")
-        .option("keys", json.dumps(keys))
+        .option("objects", json.dumps(objects))
         .option("partitions", str(settings.spark.read_partitions))
         .option("endpoint", s3.host_port)
         .option("scheme", s3.scheme)
@@ -224,7 +226,7 @@ def _process_with(spark: Any, res: Resources, result: StageResult[SilverMetrics]
     steps = progress.meter("silver", f"steps ({len(objects)} bronze objects)", total=4)
     tasks = _SparkTasks(spark)
     rules = load_expectations(settings.path(settings.paths.expectations_file))
-    bronze = read_bronze(spark, settings, [o.key for o in objects]).persist()  # read S3 once, not per parser
+    bronze = read_bronze(spark, settings, {o.key: o.size for o in objects}).persist()  # read S3 once, not per parser
     evaluated = transform(spark, settings, bronze, rules).persist()
     try:
         counts = rule_counts(evaluated, rules)

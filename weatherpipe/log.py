@@ -125,6 +125,12 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", secrets: Iterable[
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # kafka-python's event loop warns whenever a task runs over 100 ms: on a busy 2-core machine, every big publish
     logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
+    # and its client logs an ERROR when closing cancels a metadata refresh in flight: not an error of ours
+    logging.getLogger("kafka.cluster").addFilter(_not_a_cancelled_refresh)
+
+
+def _not_a_cancelled_refresh(record: logging.LogRecord) -> bool:
+    return not record.getMessage().endswith("failed Cancelled")
 
 
 def bootstrap(fmt: str | None = None) -> Settings:
