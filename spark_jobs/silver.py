@@ -200,15 +200,23 @@ def _process(
                 release(spark)
 
 
+def _is_connect(spark: Any) -> bool:
+    from pyspark.sql.connect.session import SparkSession as ConnectSession  # noqa: PLC0415 - grpc: Connect only
+
+    return isinstance(spark, ConnectSession)
+
+
 class _SparkTasks:
     """Spark Connect's progress reports (tasks done of tasks known, every stage of every operation) on a meter."""
 
     def __init__(self, spark: Any) -> None:
-        self.spark = spark if hasattr(spark, "registerProgressHandler") else None
+        self.spark: Any = None
         self.stages: dict[tuple[str | None, int], tuple[int, int]] = {}
-        if self.spark is not None:
-            self.meter = progress.meter("silver", "Spark tasks")
-            self.spark.registerProgressHandler(self)
+        if not _is_connect(spark):
+            return  # a classic (local mode) session reports no progress to its client
+        self.spark = spark
+        self.meter = progress.meter("silver", "Spark tasks")
+        spark.registerProgressHandler(self)
 
     def __call__(self, stages: Any, inflight_tasks: int, operation_id: str | None, done: bool) -> None:
         for stage in stages or []:
