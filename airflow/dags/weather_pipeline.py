@@ -24,9 +24,10 @@ from cosmos.constants import (
     TestBehavior,
 )
 
-from weatherpipe.airflow_tasks import dbt_operator_config
+from weatherpipe.airflow_tasks import dbt_operator_config, push_final_node_events_only
 
 DBT = dbt_operator_config()
+push_final_node_events_only()  # the model tasks read the build's results once it is done: only final events
 DBT_EXECUTABLE = os.environ.get("WEATHERPIPE_DBT_EXECUTABLE", str(Path(sys.executable).with_name("dbt")))
 
 RETRIES = {  # for transient errors; terminal ones fail at once (weatherpipe.airflow_tasks)

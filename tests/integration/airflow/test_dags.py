@@ -73,6 +73,18 @@ def test_dagbag_imports_without_errors_or_deprecations(airflow_home) -> None:
     assert {"weather_pipeline", "weather_maintenance"} <= set(bag.dag_ids)
 
 
+def test_the_watcher_producer_pushes_only_final_node_events(airflow_home) -> None:
+    """The DAG trims Cosmos's per-event XCom pushes to the final ones (``push_final_node_events_only``): if a Cosmos
+    upgrade moves the names it patches, this fails instead of the trim silently doing nothing."""
+    from cosmos.operators._watcher import base
+
+    _dagbag()
+    assert "NodeFinished" in base._DBT_EVENT_ALLOWLIST
+    assert not {"NodeStart", "NodeCompiling", "NodeExecuting"} & base._DBT_EVENT_ALLOWLIST
+    assert base._DBT_ERROR_EVENTS_TYPES <= base._DBT_EVENT_ALLOWLIST
+    assert "_DBT_EVENT_ALLOWLIST" in base._process_dbt_log_event.__code__.co_names  # read at call time
+
+
 def test_dag_structure_and_cosmos_tasks_for_every_model(airflow_home) -> None:
     bag, _ = _dagbag()
     dag = bag.get_dag("weather_pipeline")
