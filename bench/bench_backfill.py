@@ -198,24 +198,27 @@ def _with_dbt(settings: Settings, name: str) -> Settings:
     )
 
 
+def _end_to_end(settings: Settings, name: str, label: str, seconds: float, results: dict[str, StageResult]) -> BenchRow:
+    """A case's end-to-end row: our run against the floors measured now on its messages and rows."""
+    published = results["ingest"].rows_out
+    floors = _floors(settings, published, name)
+    return BenchRow(
+        "backfill",
+        f"{label}, end to end, {published:,} obs (s)",
+        seconds,
+        floors.total,
+        seconds / floors.total,
+        "<= 3",
+        f"{_stages(results)}; {len(results['bronze'].objects)} bronze objects; {floors.note()}",
+    )
+
+
 def _year(rows: list[BenchRow]) -> None:
     with isolated("backfill_year") as base:
         settings = _with_dbt(base, "year")
         try:
             first_s, first = _run(settings, "replay")
-            published = first["ingest"].rows_out
-            floors = _floors(settings, published, "year")
-            rows.append(
-                BenchRow(
-                    "backfill",
-                    f"replay year from empty, end to end, {published:,} obs (s)",
-                    first_s,
-                    floors.total,
-                    first_s / floors.total,
-                    "<= 3",
-                    f"{_stages(first)}; {len(first['bronze'].objects)} bronze objects; {floors.note()}",
-                )
-            )
+            rows.append(_end_to_end(settings, "year", "replay year from empty", first_s, first))
             rerun_s, rerun = _run(settings, "replay")
             rows.append(
                 BenchRow(
@@ -249,19 +252,8 @@ def _synthetic(rows: list[BenchRow]) -> None:
         settings = with_synthetic_cities(_with_dbt(base, "synthetic"), SYNTHETIC_CITIES)
         try:
             seconds, results = _run(settings, "synthetic")
-            published = results["ingest"].rows_out
-            floors = _floors(settings, published, "synthetic")
-            rows.append(
-                BenchRow(
-                    "backfill",
-                    f"synthetic {SYNTHETIC_CITIES} cities x 1 year, {published:,} obs, end to end (s)",
-                    seconds,
-                    floors.total,
-                    seconds / floors.total,
-                    "<= 3",
-                    f"{_stages(results)}; {floors.note()}",
-                )
-            )
+            label = f"synthetic {SYNTHETIC_CITIES} cities x 1 year from empty"
+            rows.append(_end_to_end(settings, "synthetic", label, seconds, results))
             compact_s, compacted = timed(lambda: bronze.compact(settings, grace_s=0))
             m = compacted.metrics
             before = m.live_objects + m.objects_merged - m.objects_written

@@ -31,7 +31,7 @@ from spark_jobs.transforms import attach_cities, deduplicate, to_canonical
 from weatherpipe import db, progress
 from weatherpipe.audit import stage_scope
 from weatherpipe.cities import load_cities
-from weatherpipe.errors import ExpectationFailed, TransientError
+from weatherpipe.errors import ExpectationFailed
 from weatherpipe.log import bootstrap
 from weatherpipe.resources import Resources
 from weatherpipe.results import Check, Counts, Metrics, StageResult, new_run_id
@@ -100,15 +100,11 @@ def ensure_staging(settings: Settings) -> None:
 @contextmanager
 def job_lock(res: Resources) -> Iterator[None]:
     """One Silver merge at a time per staging schema (a session advisory lock, released on exit or death)."""
-    with res.warehouse.connect(autocommit=True) as conn:
-        key = f"weatherpipe.silver.{res.settings.postgres.staging_schema}"
-        got = conn.execute("select pg_try_advisory_lock(hashtext(%s))", (key,)).fetchone()
-        if not got or not got[0]:
-            raise TransientError("another Silver job is running on this staging schema; retry when it ends")
-        try:
-            yield
-        finally:
-            conn.execute("select pg_advisory_unlock(hashtext(%s))", (key,))
+    with res.warehouse.exclusive(
+        f"weatherpipe.silver.{res.settings.postgres.staging_schema}",
+        "another Silver job is running on this staging schema; retry when it ends",
+    ):
+        yield
 
 
 def pending_objects(

@@ -20,6 +20,7 @@ from functools import cached_property
 import psycopg
 
 from weatherpipe import db
+from weatherpipe.errors import TransientError
 from weatherpipe.settings import PostgresSettings, Settings
 from weatherpipe.storage import ObjectStore
 
@@ -36,6 +37,19 @@ class Warehouse:
         server (never the password)."""
         with db.connect(self.pg, autocommit=autocommit) as conn:
             yield conn
+
+    @contextmanager
+    def exclusive(self, key: str, busy: str) -> Iterator[None]:
+        """Hold the session advisory lock named ``key`` for the block (released on exit, or by the server when this
+        process dies); a ``TransientError`` saying ``busy`` if another session holds it."""
+        with self.connect(autocommit=True) as conn:
+            got = conn.execute("select pg_try_advisory_lock(hashtext(%s))", (key,)).fetchone()
+            if not got or not got[0]:
+                raise TransientError(busy)
+            try:
+                yield
+            finally:
+                conn.execute("select pg_advisory_unlock(hashtext(%s))", (key,))
 
     @property
     def transformer(self) -> Warehouse:

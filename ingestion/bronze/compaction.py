@@ -45,7 +45,6 @@ from ingestion.bronze.layout import compacted_key
 from weatherpipe import progress
 from weatherpipe.audit import stage_scope
 from weatherpipe.contracts import BRONZE as BRONZE_SCHEMA
-from weatherpipe.errors import TransientError
 from weatherpipe.kafka import unreachable
 from weatherpipe.progress import Meter
 from weatherpipe.resources import Resources
@@ -133,15 +132,11 @@ def compact(
 @contextmanager
 def maintenance_lock(res: Resources) -> Iterator[None]:
     """One bronze maintenance job (compaction, retention) at a time per ops schema (released on exit or death)."""
-    with res.warehouse.connect(autocommit=True) as conn:
-        key = f"weatherpipe.bronze.maintenance.{res.settings.postgres.ops_schema}"
-        got = conn.execute("select pg_try_advisory_lock(hashtext(%s))", (key,)).fetchone()
-        if not got or not got[0]:
-            raise TransientError("another bronze maintenance job (compaction or retention) is running; retry later")
-        try:
-            yield
-        finally:
-            conn.execute("select pg_advisory_unlock(hashtext(%s))", (key,))
+    with res.warehouse.exclusive(
+        f"weatherpipe.bronze.maintenance.{res.settings.postgres.ops_schema}",
+        "another bronze maintenance job (compaction or retention) is running; retry later",
+    ):
+        yield
 
 
 def _table(res: Resources, name: str) -> sql.Identifier:

@@ -22,7 +22,8 @@ from tests.support import (
     run_cli,
     wait_for,
 )
-from weatherpipe.errors import ExpectationFailed
+from weatherpipe.errors import ExpectationFailed, TransientError
+from weatherpipe.resources import Resources
 from weatherpipe.settings import Settings
 
 pytestmark = pytest.mark.spark
@@ -191,3 +192,9 @@ def test_local_mode_needs_no_server(settings: Settings, bronze_twice: int) -> No
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout)["rows_out"] == bronze_twice - 1
     assert query(settings, "select count(*) from {s}.weather_observations")[0][0] == bronze_twice - 1
+
+
+def test_one_silver_job_at_a_time(settings: Settings) -> None:
+    """A second Silver run on the same staging schema is refused as transient (its task retries later)."""
+    with silver.job_lock(Resources(settings)), pytest.raises(TransientError, match="another Silver job"):
+        silver.run(settings)
