@@ -48,6 +48,11 @@ class _Bar:
 _display: contextvars.ContextVar[Any] = contextvars.ContextVar("weatherpipe_progress", default=None)
 
 
+def current() -> Any:
+    """The display meters are shown on (a ``rich.progress.Progress``), or None."""
+    return _display.get()
+
+
 def meter(stage: str, unit: str, total: int | None = None) -> Meter:
     """A meter of ``unit`` for ``stage``: a bar under ``showing()``, else a no-op."""
     display = _display.get()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import uuid
 
 import pytest
 
-from tests.support import provision_env, run_cli
+from tests.support import provision_env, run_cli, run_cli_on_terminal
 from weatherpipe import db
 from weatherpipe.settings import Settings
 
@@ -50,6 +51,17 @@ def test_run_then_status_reconciles(isolated_env: dict[str, str]) -> None:
     status = run_cli("status", env=isolated_env)
     assert status.returncode == 0, status.stderr
     assert "  reconciled" in status.stdout and "hourly facts" in status.stdout
+
+    # watched on a terminal, the same run (again: every stage has work, the re-fetch) shows each stage's bars
+    code, screen = run_cli_on_terminal(
+        "run", "--start", "2013-02-11T00:00", "--end", "2013-02-11T12:00", "--no-docs", env=isolated_env
+    )
+    assert code == 0, screen[-3000:]
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)
+    for bar in ("ingest: observations", "bronze: messages", "silver: steps", "gold: dbt build nodes"):
+        assert bar in plain, bar
+    assert re.search(r"bronze: messages\s.*?(\d+)/\1\b", plain)  # the drain's bar ends full
+    assert "result     RECONCILED" in plain
 
 
 def test_bad_api_key_is_one_clear_line(isolated_env: dict[str, str]) -> None:

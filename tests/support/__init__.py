@@ -218,6 +218,45 @@ def _bindable(port: int) -> bool:
     return True
 
 
+def run_cli_on_terminal(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> tuple[int, str]:
+    """``weatherpipe ARGS`` as ``run_cli`` runs it, but on a pseudo-terminal, as someone watching runs it: returns
+    the exit code and everything it wrote (stdout and stderr share the terminal; escape sequences kept)."""
+    import pty
+    import select
+
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("WEATHERPIPE_")}
+    full_env.update({**(env or {}), "COLUMNS": "160", "TERM": "xterm"})
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("weatherpipe")), *args],
+        env=full_env,
+        cwd=ROOT,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+    )
+    os.close(slave)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 1.0)
+            if not ready:
+                if proc.poll() is not None:
+                    break
+                continue
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's last writer is gone
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(master)
+    return proc.wait(timeout=max(1.0, deadline - time.monotonic())), b"".join(chunks).decode(errors="replace")
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """``weatherpipe ARGS`` in a subprocess from the project root, as a user runs it: the caller's environment
     without its WEATHERPIPE_* settings, plus ``env``."""
