@@ -218,18 +218,24 @@ def _bindable(port: int) -> bool:
     return True
 
 
+_WEATHERPIPE = str(Path(sys.executable).with_name("weatherpipe"))
+
+
+def _cli_env(env: dict[str, str] | None) -> dict[str, str]:
+    """The caller's environment without its WEATHERPIPE_* settings, plus ``env``: what a user's shell gives."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("WEATHERPIPE_")}, **(env or {})}
+
+
 def run_cli_on_terminal(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> tuple[int, str]:
     """``weatherpipe ARGS`` as ``run_cli`` runs it, but on a pseudo-terminal, as someone watching runs it: returns
     the exit code and everything it wrote (stdout and stderr share the terminal; escape sequences kept)."""
     import pty
     import select
 
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("WEATHERPIPE_")}
-    full_env.update({**(env or {}), "COLUMNS": "160", "TERM": "xterm"})
     master, slave = pty.openpty()
     proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("weatherpipe")), *args],
-        env=full_env,
+        [_WEATHERPIPE, *args],
+        env=_cli_env({**(env or {}), "COLUMNS": "160", "TERM": "xterm"}),
         cwd=ROOT,
         stdin=slave,
         stdout=slave,
@@ -260,11 +266,9 @@ def run_cli_on_terminal(*args: str, env: dict[str, str] | None = None, timeout: 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """``weatherpipe ARGS`` in a subprocess from the project root, as a user runs it: the caller's environment
     without its WEATHERPIPE_* settings, plus ``env``."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("WEATHERPIPE_")}
-    full_env.update(env or {})
     return subprocess.run(
-        [str(Path(sys.executable).with_name("weatherpipe")), *args],
-        env=full_env,
+        [_WEATHERPIPE, *args],
+        env=_cli_env(env),
         cwd=ROOT,
         capture_output=True,
         text=True,
