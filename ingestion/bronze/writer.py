@@ -41,14 +41,16 @@ class BronzeWriter:
         good, bad = parse(messages)
         written_at = utcnow()
         by_day: dict[int, list[tuple[Record, Envelope]]] = defaultdict(list)
-        hours: dict[int, list[int]] = defaultdict(list)
+        span: dict[int, tuple[int, int]] = {}  # day -> (first, last) event hour
         for row in good:
             hour_no = micros(row[1].observed_at) // HOUR_US
-            by_day[hour_no // 24].append(row)
-            hours[hour_no // 24].append(hour_no)
+            day_no = hour_no // 24
+            by_day[day_no].append(row)
+            lo, hi = span.get(day_no, (hour_no, hour_no))
+            span[day_no] = (min(lo, hour_no), max(hi, hour_no))
         jobs: list[tuple[Written, bytes, str]] = []
         for day_no, rows in sorted(by_day.items()):
-            first_hour, last_hour = (EPOCH + dt.timedelta(hours=h) for h in (min(hours[day_no]), max(hours[day_no])))
+            first_hour, last_hour = (EPOCH + dt.timedelta(hours=h) for h in span[day_no])
             first, last = rows[0][0].offset, rows[-1][0].offset
             key = bronze_key(self.settings, self.topic, partition, first_hour.date(), first)
             buf = io.BytesIO()
