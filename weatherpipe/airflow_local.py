@@ -28,6 +28,8 @@ from weatherpipe import db
 from weatherpipe.errors import ServiceUnavailable
 from weatherpipe.settings import ROOT, Settings
 
+LOCAL_SETTINGS_DIR = ROOT / "airflow" / "config"  # airflow_local_settings.py
+
 
 def metadata_url(settings: Settings, driver: str = "psycopg2") -> str:
     """SQLAlchemy's URL of Airflow's metadata database (with the password: for Airflow's env only, never logs).
@@ -92,6 +94,12 @@ def airflow_env(settings: Settings, home: Path | None = None, port: int | None =
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",  # standalone runs `airflow`
+        # airflow_local_settings: the scheduler imports what tasks import, so each forked task starts with it loaded
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(LOCAL_SETTINGS_DIR), os.environ.get("PYTHONPATH")])),
+        # Cosmos's watcher rewrites an Airflow Variable holding every XCom of the build after each XCom it pushes, so
+        # that a retried build can restore them; the build is never retried (retries=0 in the DAG), and Cosmos still
+        # writes that Variable once if the build fails
+        "AIRFLOW__COSMOS__ENABLE_WATCHER_RELIABLE_RETRY": "False",
         "DO_NOT_TRACK": "1",
         "SCARF_ANALYTICS": "false",
         "PYSPARK_PYTHON": sys.executable,
@@ -201,7 +209,9 @@ class AirflowClient:
             run = self.run(dag_id, run_id)
             if run["state"] in {"success", "failed"}:
                 return run
-            time.sleep(0.5)
+            # the run's times come from Airflow, not from this loop; each request costs the API server that the
+            # run's tasks talk to tens of milliseconds of a core, so polling faster would slow what it measures
+            time.sleep(2)
         raise ServiceUnavailable(f"DAG run {run_id} did not finish within {timeout_s:.0f} s")
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:

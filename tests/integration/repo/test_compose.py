@@ -309,3 +309,18 @@ def test_host_ports_leave_the_local_stacks_free() -> None:
     compose_only = {k: v for k, v in _documented().items() if not k.startswith("WEATHERPIPE_")}
     host_ports = {k: int(v) for k, v in compose_only.items() if k.endswith("_PORT") and v.isdigit()}
     assert {k: p for k, p in host_ports.items() if p in taken} == {}
+
+
+def test_compose_airflow_is_tuned_as_the_local_one(resolved: dict[str, Any], tmp_path: Path) -> None:
+    """The image's Airflow gets what ``weatherpipe airflow`` sets up: the scheduler's preload of what tasks import
+    (``airflow_local_settings.py`` in ``$AIRFLOW_HOME/config``, which Airflow puts on its path) and Cosmos's setting."""
+    from weatherpipe.airflow_local import LOCAL_SETTINGS_DIR, airflow_env
+
+    copied = re.findall(r"^COPY \S+ (\S+) (\S+)$", DOCKERFILES["airflow"].read_text(), re.M)
+    source = (LOCAL_SETTINGS_DIR / "airflow_local_settings.py").relative_to(ROOT).as_posix()
+    assert (source, "/opt/airflow/config/") in copied
+    local = airflow_env(load_settings(), home=tmp_path)
+    for name in ("airflow-scheduler", "airflow-apiserver", "airflow-triggerer"):
+        env = resolved["services"][name]["environment"]
+        key = "AIRFLOW__COSMOS__ENABLE_WATCHER_RELIABLE_RETRY"
+        assert env[key] == local[key] == "False", name
