@@ -102,16 +102,61 @@ def sweep_staging() -> dict[str, Any]:
         return {"dropped": sweep_orphans(conn, settings.postgres.staging_schema)}
 
 
-def push_final_node_events_only() -> None:
-    """Cosmos's watcher producer pushes one XCom for each of four events of every dbt node (start, compiling,
-    executing, finished): about 330 calls to Airflow's API for this project's 82 nodes, one at a time under a lock
-    inside dbt's threads, which made the build in the task twice as slow as from the command line. The DAG's model
-    tasks start only once the build is done (``_follow_the_build``), so they only ever read each key's last value:
-    pushing the finished and error events gives them the same values with a quarter of the calls. This reaches into
-    Cosmos 1.15's internals; a test fails if the names it relies on move."""
+def push_only_the_node_events_model_tasks_read() -> None:
+    """Cosmos's watcher producer pushes an XCom (an HTTP call to Airflow's API, one at a time under a lock inside
+    dbt's threads) for each of four events of every dbt node: start, compiling, executing, finished — about 330 calls
+    for this project's 82 nodes, which made the build in its task twice as slow as from the command line. A model task
+    reads its node's event only once the node's status is final, and only for models and snapshots: the test tasks
+    read their model's aggregated test status, which Cosmos pushes apart. So this pushes the finished and error events
+    of models and snapshots only: 9 calls instead of about 330, and the same values where they are read. It reaches
+    into Cosmos 1.15's internals; a test fails if the names it relies on move."""
     from cosmos.operators._watcher import base
 
     base._DBT_EVENT_ALLOWLIST = base._DBT_ERROR_EVENTS_TYPES | frozenset({"NodeFinished"})
+    original = base._process_dbt_log_event
+    if getattr(original, "read_nodes_only", False):
+        return
+
+    def process(task_instance: Any, dbt_log: dict[str, Any]) -> None:
+        node = (dbt_log.get("data") or {}).get("node_info") or {}
+        if node.get("resource_type") in _NODES_NO_TASK_READS:
+            return None
+        return original(task_instance, dbt_log)
+
+    process.read_nodes_only = True  # type: ignore[attr-defined]
+    base._process_dbt_log_event = process
+
+
+_NODES_NO_TASK_READS = frozenset({"test", "unit_test"})  # their results reach their model's test task aggregated
+
+
+# The producer's Airflow states before its `dbt build` has started: no model result can come yet.
+_BUILD_NOT_STARTED = frozenset({None, "none", "scheduled", "queued"})
+
+
+def model_tasks_wait_for_the_build_to_start() -> None:
+    """A model task of the watcher waits for its node's result beside the one `dbt build`, poking in its own process.
+    Cosmos keeps poking while the build's task has not started yet, which is fine under the scheduler (it starts it
+    at once) but not in ``dag.test()``: that runs one task at a time, and a model task picked before the build would
+    wait for it forever. While the build has not started, the model task instead gives its turn back (Airflow's
+    reschedule: it runs again after its poke interval), so ``dag.test()`` runs the build in between. This reaches
+    into Cosmos 1.15's internals; a test fails if the names it relies on move."""
+    from cosmos.operators._watcher.base import BaseConsumerSensor
+
+    original = BaseConsumerSensor._handle_no_dbt_node_status
+    if getattr(original, "waits_for_the_build", False):
+        return
+
+    def handle(self: Any, producer_task_state: str | None, try_number: int, context: Any) -> bool:
+        if producer_task_state in _BUILD_NOT_STARTED:
+            from airflow.sdk.exceptions import AirflowRescheduleException
+
+            again = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.poke_interval)
+            raise AirflowRescheduleException(again)
+        return bool(original(self, producer_task_state, try_number, context))
+
+    handle.waits_for_the_build = True  # type: ignore[attr-defined]
+    BaseConsumerSensor._handle_no_dbt_node_status = handle  # type: ignore[method-assign]
 
 
 def dbt_operator_config() -> dict[str, Any]:

@@ -73,16 +73,94 @@ def test_dagbag_imports_without_errors_or_deprecations(airflow_home) -> None:
     assert {"weather_pipeline", "weather_maintenance"} <= set(bag.dag_ids)
 
 
-def test_the_watcher_producer_pushes_only_final_node_events(airflow_home) -> None:
-    """The DAG trims Cosmos's per-event XCom pushes to the final ones (``push_final_node_events_only``): if a Cosmos
-    upgrade moves the names it patches, this fails instead of the trim silently doing nothing."""
+class _PushRecorder:
+    """What Cosmos's producer calls on its task instance to push an XCom, recorded."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+
+    def xcom_push(self, key: str, value: object) -> None:
+        self.keys.append(key)
+
+
+def _node_event(name: str, resource_type: str, unique_id: str) -> dict:
+    node = {"unique_id": unique_id, "resource_type": resource_type, "node_status": "success"}
+    return {"info": {"name": name, "msg": "m"}, "data": {"node_info": node}}
+
+
+def test_the_watcher_producer_pushes_only_the_node_events_a_task_reads(airflow_home) -> None:
+    """The DAG trims Cosmos's per-event XCom pushes (``push_only_the_node_events_model_tasks_read``): a model's or a
+    snapshot's final event is pushed; its earlier events and every test's are not. If a Cosmos upgrade moves the
+    names it patches, this fails instead of the trim silently doing nothing."""
     from cosmos.operators._watcher import base
 
     _dagbag()
-    assert "NodeFinished" in base._DBT_EVENT_ALLOWLIST
-    assert not {"NodeStart", "NodeCompiling", "NodeExecuting"} & base._DBT_EVENT_ALLOWLIST
-    assert base._DBT_ERROR_EVENTS_TYPES <= base._DBT_EVENT_ALLOWLIST
-    assert "_DBT_EVENT_ALLOWLIST" in base._process_dbt_log_event.__code__.co_names  # read at call time
+    ti = _PushRecorder()
+    for name, kind, uid in [
+        ("NodeStart", "model", "model.weather_dw.dim_city"),
+        ("NodeExecuting", "model", "model.weather_dw.dim_city"),
+        ("NodeFinished", "model", "model.weather_dw.dim_city"),
+        ("NodeFinished", "snapshot", "snapshot.weather_dw.snap_cities"),
+        ("NodeFinished", "test", "test.weather_dw.not_null_dim_city_city_id.1"),
+        ("NodeFinished", "unit_test", "unit_test.weather_dw.fct.t"),
+    ]:
+        base._process_dbt_log_event(ti, _node_event(name, kind, uid))
+    assert ti.keys == [
+        base.get_dbt_event_xcom_key("model.weather_dw.dim_city"),
+        base.get_dbt_event_xcom_key("snapshot.weather_dw.snap_cities"),
+    ]
+    assert "_process_dbt_log_event" in base.store_dbt_resource_status_from_log.__code__.co_names  # looked up per call
+
+
+def test_a_model_task_gives_its_turn_back_until_the_build_has_started(airflow_home) -> None:
+    """``model_tasks_wait_for_the_build_to_start``: with no result for its node yet, a model task reschedules itself
+    while the build's task has not started (so ``dag.test()``, one task at a time, runs the build in between), and
+    keeps poking once it runs."""
+    from types import SimpleNamespace
+
+    from airflow.sdk.exceptions import AirflowRescheduleException
+    from cosmos.operators._watcher.base import BaseConsumerSensor
+
+    _dagbag()
+    sensor = SimpleNamespace(poke_interval=2, poke_retry_number=0)
+    for not_started in (None, "scheduled", "queued"):
+        with pytest.raises(AirflowRescheduleException):
+            BaseConsumerSensor._handle_no_dbt_node_status(sensor, not_started, 1, {})
+    assert BaseConsumerSensor._handle_no_dbt_node_status(sensor, "running", 1, {}) is False
+    assert sensor.poke_retry_number == 1  # Cosmos's own handling: poke again
+
+
+_PRELOAD_PROBE = """
+import json, sys, threading
+sys.argv = ["airflow", *sys.argv[1:]]
+import airflow  # Airflow imports airflow_local_settings as it starts
+from airflow_local_settings import PRELOAD
+loaded = [m for m in PRELOAD if m in sys.modules]
+threads, grpc = threading.active_count(), "grpc" in sys.modules
+print(json.dumps({"all": list(PRELOAD), "loaded": loaded, "threads": threads, "grpc": grpc}))
+"""
+
+
+@pytest.mark.parametrize("command", ["scheduler", "dags"])
+def test_only_the_scheduler_preloads_what_tasks_import_and_starts_no_thread(command: str, tmp_path: Path) -> None:
+    """``airflow_local_settings``: the scheduler, whose forks run the tasks, imports their modules without starting a
+    thread or loading gRPC (a fork would break either); any other Airflow command starts as fast as before."""
+    from weatherpipe.airflow_local import airflow_env
+    from weatherpipe.settings import load_settings
+
+    env = airflow_env(load_settings(), home=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-c", _PRELOAD_PROBE, command], env=env, capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    probe = json.loads(out.stdout.strip().splitlines()[-1])
+    heavy = {"dbt.cli.main", "weatherpipe.gold", "ingestion.bronze", "spark_jobs.silver"}
+    assert heavy <= set(probe["all"])
+    if command == "scheduler":
+        assert probe["loaded"] == probe["all"]
+    else:  # Airflow itself may import Cosmos (its plugin), never the rest
+        assert not heavy & set(probe["loaded"]), probe["loaded"]
+    assert probe["threads"] == 1 and not probe["grpc"]
 
 
 def test_dag_structure_and_cosmos_tasks_for_every_model(airflow_home) -> None:
