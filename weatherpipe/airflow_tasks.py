@@ -108,8 +108,9 @@ def push_only_the_node_events_model_tasks_read() -> None:
     for this project's 82 nodes, which made the build in its task twice as slow as from the command line. A model task
     reads its node's event only once the node's status is final, and only for models and snapshots: the test tasks
     read their model's aggregated test status, which Cosmos pushes apart. So this pushes the finished and error events
-    of models and snapshots only: 9 calls instead of about 330, and the same values where they are read. It reaches
-    into Cosmos 1.15's internals; a test fails if the names it relies on move."""
+    of models and snapshots only: the same values where they are read, and a build makes about 80 calls in all (with
+    the statuses, compiled SQL and test aggregates) instead of about 400. It reaches into Cosmos 1.15's internals; a
+    test fails if the names it relies on move."""
     from cosmos.operators._watcher import base
 
     base._DBT_EVENT_ALLOWLIST = base._DBT_ERROR_EVENTS_TYPES | frozenset({"NodeFinished"})
