@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import sysconfig
+import time
 import urllib.request
 from pathlib import Path
 
@@ -216,12 +217,19 @@ class SparkConnectService(_SparkProcess):
         status.detail = f"master {self.settings.spark.master_url}"
         return status
 
-    def app_id(self) -> str | None:
-        """The Spark application id of the server's driver (from its REST API)."""
-        apps = _get_json(
-            f"http://{self.settings.spark.bind_address}:{self.settings.spark.connect_ui_port}/api/v1/applications"
-        )
-        return apps[0]["id"] if isinstance(apps, list) and apps else None
+    def app_id(self, wait_s: float = 60.0) -> str | None:
+        """The Spark application id of the server's driver (from its REST API), or ``None`` after ``wait_s``. The
+        REST API's first answer waits for its web framework to start, which takes seconds on a small machine: the
+        id is asked for again until it comes or the time is up."""
+        url = f"http://{self.settings.spark.bind_address}:{self.settings.spark.connect_ui_port}/api/v1/applications"
+        deadline = time.monotonic() + wait_s
+        while True:
+            apps = _get_json(url, timeout=10.0)
+            if isinstance(apps, list) and apps:
+                return str(apps[0]["id"])
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.5)
 
 
 def spark_services(settings: Settings, *, every: bool = False) -> list[Service]:
