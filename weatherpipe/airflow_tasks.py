@@ -114,18 +114,16 @@ def push_only_the_node_events_model_tasks_read() -> None:
     from cosmos.operators._watcher import base
 
     base._DBT_EVENT_ALLOWLIST = base._DBT_ERROR_EVENTS_TYPES | frozenset({"NodeFinished"})
-    original = base._process_dbt_log_event
-    if getattr(original, "read_nodes_only", False):
-        return
 
-    def process(task_instance: Any, dbt_log: dict[str, Any]) -> None:
-        node = (dbt_log.get("data") or {}).get("node_info") or {}
-        if node.get("resource_type") in _NODES_NO_TASK_READS:
-            return None
-        return original(task_instance, dbt_log)
+    def wrap(original: Callable[..., None]) -> Callable[..., None]:
+        def process(task_instance: Any, dbt_log: dict[str, Any]) -> None:
+            node = (dbt_log.get("data") or {}).get("node_info") or {}
+            if node.get("resource_type") not in _NODES_NO_TASK_READS:
+                original(task_instance, dbt_log)
 
-    process.read_nodes_only = True  # type: ignore[attr-defined]
-    base._process_dbt_log_event = process
+        return process
+
+    _wrap_once(base, "_process_dbt_log_event", wrap)
 
 
 _NODES_NO_TASK_READS = frozenset({"test", "unit_test"})  # their results reach their model's test task aggregated
@@ -144,20 +142,29 @@ def model_tasks_wait_for_the_build_to_start() -> None:
     into Cosmos 1.15's internals; a test fails if the names it relies on move."""
     from cosmos.operators._watcher.base import BaseConsumerSensor
 
-    original = BaseConsumerSensor._handle_no_dbt_node_status
-    if getattr(original, "waits_for_the_build", False):
+    def wrap(original: Callable[..., bool]) -> Callable[..., bool]:
+        def handle(self: Any, producer_task_state: str | None, try_number: int, context: Any) -> bool:
+            if producer_task_state in _BUILD_NOT_STARTED:
+                from airflow.sdk.exceptions import AirflowRescheduleException
+
+                again = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.poke_interval)
+                raise AirflowRescheduleException(again)
+            return bool(original(self, producer_task_state, try_number, context))
+
+        return handle
+
+    _wrap_once(BaseConsumerSensor, "_handle_no_dbt_node_status", wrap)
+
+
+def _wrap_once(owner: Any, name: str, wrap: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
+    """``owner.name = wrap(owner.name)``, unless already wrapped: the DAG file runs again at every parse in the same
+    process, and a second wrap would stack."""
+    original = getattr(owner, name)
+    if getattr(original, "weatherpipe_wrapped", False):
         return
-
-    def handle(self: Any, producer_task_state: str | None, try_number: int, context: Any) -> bool:
-        if producer_task_state in _BUILD_NOT_STARTED:
-            from airflow.sdk.exceptions import AirflowRescheduleException
-
-            again = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.poke_interval)
-            raise AirflowRescheduleException(again)
-        return bool(original(self, producer_task_state, try_number, context))
-
-    handle.waits_for_the_build = True  # type: ignore[attr-defined]
-    BaseConsumerSensor._handle_no_dbt_node_status = handle  # type: ignore[method-assign]
+    wrapped = wrap(original)
+    wrapped.weatherpipe_wrapped = True  # type: ignore[attr-defined]
+    setattr(owner, name, wrapped)
 
 
 def dbt_operator_config() -> dict[str, Any]:

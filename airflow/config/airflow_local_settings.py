@@ -31,16 +31,13 @@ PRELOAD = (
 )
 
 
-def preload(modules: tuple[str, ...] = PRELOAD) -> list[str]:
-    """Import ``modules``; returns the ones that failed (logged, not raised)."""
-    failed = []
+def preload(modules: tuple[str, ...] = PRELOAD) -> None:
+    """Import ``modules``; one that fails is logged, not raised."""
     for name in modules:
         try:
             importlib.import_module(name)
         except Exception as exc:  # a failed preload must never stop the scheduler
             logging.getLogger(__name__).warning("preload of %s skipped: %s", name, exc)
-            failed.append(name)
-    return failed
 
 
 if sys.argv[1:2] == ["scheduler"]:
