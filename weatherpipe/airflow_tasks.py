@@ -8,6 +8,7 @@ Transient errors (a service down, API 429/5xx) are re-raised for Airflow to retr
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -154,6 +155,69 @@ def model_tasks_wait_for_the_build_to_start() -> None:
         return handle
 
     _wrap_once(BaseConsumerSensor, "_handle_no_dbt_node_status", wrap)
+
+
+def attach_shared_tests_to_their_last_model(
+    tests_per_model: dict[str, list[str]], depends_on: dict[str, list[str]]
+) -> dict[str, list[str]]:
+    """Which tests a model's test task waits for, as ``dbt build`` runs them: a test of several models (a
+    relationship, a reconciliation) counts for the last of them only, the one the others are upstream of — dbt runs
+    it after that one and holds that one's children until it passed.
+
+    Cosmos counts such a test for each of its models. Then a dimension's test task waited for a test of the fact
+    built after it, and every task downstream of that dimension (the fact's own, the aggregates') waited too: Gold's
+    tasks, one level after another, ran after the build instead of beside it. A model left with no test of its own
+    keeps them all (its test task needs a result to read)."""
+    seen: dict[str, frozenset[str]] = {}
+
+    def ancestors(uid: str) -> frozenset[str]:
+        if uid not in seen:
+            seen[uid] = frozenset()  # a cycle cannot be in a dbt graph; this only guards the recursion
+            parents = depends_on.get(uid, [])
+            seen[uid] = frozenset(parents).union(*(ancestors(p) for p in parents))
+        return seen[uid]
+
+    models_of: dict[str, list[str]] = {}
+    for model, tests in tests_per_model.items():
+        for test in tests:
+            models_of.setdefault(test, []).append(model)
+    last = {
+        test: {m for m in models if not any(m in ancestors(other) for other in models if other != m)}
+        for test, models in models_of.items()
+    }
+    out = {}
+    for model, tests in tests_per_model.items():
+        own = [t for t in tests if model in last[t]]
+        out[model] = own or list(tests)
+    return out
+
+
+def push_each_value_once() -> None:
+    """dbt reports a node's end twice (``LogModelResult`` or ``LogTestResult``, then ``NodeFinished``), and Cosmos's
+    producer pushes the node's status and compiled SQL (or its model's test aggregate) on each: the same XCom, set
+    twice, each an HTTP call to Airflow's API under one lock that dbt's threads wait on. This skips a push whose key
+    already holds the same value from this task instance (a task retry is a new one). It reaches into Cosmos 1.15's
+    internals; a test fails if the names it relies on move."""
+    from cosmos.operators._watcher import aggregation, base
+
+    def wrap(original: Callable[..., None]) -> Callable[..., None]:
+        def push(task_instance: Any, key: str, value: Any) -> None:
+            with _PUSHED_LOCK:
+                # keyed by identity, the instance kept alive beside: its id cannot be reused while it is here
+                _, pushed = _PUSHED.setdefault(id(task_instance), (task_instance, {}))
+                if key in pushed and pushed[key] == value:
+                    return
+                original(task_instance=task_instance, key=key, value=value)
+                pushed[key] = value
+
+        return push
+
+    for module in (base, aggregation):
+        _wrap_once(module, "safe_xcom_push", wrap)
+
+
+_PUSHED: dict[int, tuple[Any, dict[str, Any]]] = {}  # per task instance: the last value pushed under each key
+_PUSHED_LOCK = threading.Lock()  # outside Cosmos's own push lock, always: dbt's threads push concurrently
 
 
 def _wrap_once(owner: Any, name: str, wrap: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:

@@ -25,13 +25,16 @@ from cosmos.constants import (
 )
 
 from weatherpipe.airflow_tasks import (
+    attach_shared_tests_to_their_last_model,
     dbt_operator_config,
     model_tasks_wait_for_the_build_to_start,
+    push_each_value_once,
     push_only_the_node_events_model_tasks_read,
 )
 
 DBT = dbt_operator_config()
 push_only_the_node_events_model_tasks_read()  # of Cosmos's XCom pushes, the ones a model task reads
+push_each_value_once()  # and each of those once
 model_tasks_wait_for_the_build_to_start()  # so that dag.test(), one task at a time, runs the build first
 DBT_EXECUTABLE = os.environ.get("WEATHERPIPE_DBT_EXECUTABLE", str(Path(sys.executable).with_name("dbt")))
 
@@ -127,13 +130,17 @@ def _watch_the_build(group: DbtTaskGroup) -> None:
     models' tasks succeeded (Silver, for the first ones) and reads the build's results every 2 s in its own process,
     so the model tasks end a moment after the build instead of starting one dependency level at a time after it
     (measured on 2 cores: 22-23 s for the group instead of 26 s; see the README's hourly rows). Cosmos's default
-    would defer each to the triggerer, which costs a second task start per model. A model or a model's tests that
+    would defer each to the triggerer, which costs a second task start per model. A test of several models counts
+    for the last of them, as in dbt (``attach_shared_tests_to_their_last_model``). A model or a model's tests that
     failed fail their own task, and its retry runs that node alone. The build itself is never retried (a second one
     would redo every model), and a failed build does not fail the run once every model task has succeeded."""
     tasks = {t.task_id: t for t in group}
     producer = tasks.pop(f"{group.group_id}.{PRODUCER_WATCHER_TASK_ID}")
     done = tasks.pop(f"{group.group_id}.{PRODUCER_WATCHER_DONE_TASK_ID}")
     producer.retries = 0
+    producer.tests_per_model = attach_shared_tests_to_their_last_model(
+        producer.tests_per_model, {uid: node.depends_on for uid, node in group.dbt_graph.nodes.items()}
+    )
     done.trigger_rule = TriggerRule.ALL_DONE
     for model_task in tasks.values():
         model_task.deferrable = False

@@ -112,6 +112,30 @@ def test_the_watcher_producer_pushes_only_the_node_events_a_task_reads(airflow_h
     assert "_process_dbt_log_event" in base.store_dbt_resource_status_from_log.__code__.co_names  # looked up per call
 
 
+def test_the_watcher_producer_pushes_each_value_once(airflow_home) -> None:
+    """dbt reports a node's end twice; the producer's second push of the same value under the same key is skipped
+    (``push_each_value_once``), a new value is pushed, and another task instance pushes its own."""
+    from cosmos.operators._watcher import aggregation, base
+
+    _dagbag()
+    ti, retry = _PushRecorder(), _PushRecorder()
+    status = {"status": "success", "outlet_uris": []}
+    for push in (base.safe_xcom_push, base.safe_xcom_push, aggregation.safe_xcom_push):
+        push(task_instance=ti, key="model__weather_dw__dim_city_status", value=dict(status))
+    base.safe_xcom_push(task_instance=ti, key="model__weather_dw__dim_city_status", value={**status, "status": "fail"})
+    aggregation.safe_xcom_push(task_instance=ti, key="model__weather_dw__dim_city_tests_status", value="pass")
+    aggregation.safe_xcom_push(task_instance=ti, key="model__weather_dw__dim_city_tests_status", value="pass")
+    base.safe_xcom_push(task_instance=retry, key="model__weather_dw__dim_city_status", value=dict(status))
+    assert ti.keys == [
+        "model__weather_dw__dim_city_status",
+        "model__weather_dw__dim_city_status",
+        "model__weather_dw__dim_city_tests_status",
+    ]
+    assert retry.keys == ["model__weather_dw__dim_city_status"]
+    assert "safe_xcom_push" in base.store_dbt_resource_status_from_log.__code__.co_names  # looked up per call
+    assert "safe_xcom_push" in aggregation.push_test_result_or_aggregate.__code__.co_names
+
+
 def test_a_model_task_gives_its_turn_back_until_the_build_has_started(airflow_home) -> None:
     """``model_tasks_wait_for_the_build_to_start``: with no result for its node yet, a model task reschedules itself
     while the build's task has not started (so ``dag.test()``, one task at a time, runs the build in between), and
@@ -181,6 +205,19 @@ def test_dag_structure_and_cosmos_tasks_for_every_model(airflow_home) -> None:
     for model in models:
         assert any(t.startswith(f"gold.{model}") for t in ids), f"no Cosmos task for model {model}"
     assert any(t.startswith("gold.snap_cities") for t in ids)
+    # a test of several models counts for the last of them, as dbt runs it: a dimension's test task does not wait
+    # for the fact's relationship test, nor the fact's for the aggregate's reconciliation
+    waits_for = dag.get_task("gold.dbt_producer_watcher").tests_per_model
+    fct, aggregates = "model.weather_dw.fct_weather_observations", "model.weather_dw.gold_weather_aggregates"
+    shared = {
+        n["unique_id"]: set(n["depends_on"]["nodes"])
+        for n in manifest["nodes"].values()
+        if n["resource_type"] == "test" and len([d for d in n["depends_on"]["nodes"] if d.startswith("model.")]) > 1
+    }
+    assert len(shared) >= 5
+    for test, parents in shared.items():
+        holders = {model for model, tests in waits_for.items() if test in tests}
+        assert holders == ({aggregates} if aggregates in parents else {fct}), test
     assert dag.get_task("bronze").upstream_task_ids == {"ingest"}
     assert "silver" in {u for t in ids if t.startswith("gold.") for u in dag.get_task(t).upstream_task_ids}
     assert dag.get_task("ingest").pool == "weather_api"
