@@ -31,6 +31,9 @@ class Delivery:
         self.delivered += 1
 
 
+_LINGER_MS = 20
+
+
 def make_producer(kafka: KafkaSettings) -> KafkaProducer:
     try:
         return KafkaProducer(
@@ -39,12 +42,16 @@ def make_producer(kafka: KafkaSettings) -> KafkaProducer:
             acks="all",
             retries=5,
             retry_backoff_ms=200,
-            linger_ms=20,
+            linger_ms=_LINGER_MS,
             batch_size=256 * 1024,
             max_in_flight_requests_per_connection=1,  # keeps per-key order under retries
             request_timeout_ms=kafka.request_timeout_ms,
             bootstrap_timeout_ms=kafka.request_timeout_ms,
             max_block_ms=kafka.request_timeout_ms,
+            # a batch the broker has not taken within the delivery budget fails then: closing the producer after a
+            # failed publish does not wait for it (kafka-python's default is 2 minutes, and a close that times out
+            # leaves the producer's thread behind)
+            delivery_timeout_ms=max(kafka.delivery_timeout_s * 1000, kafka.request_timeout_ms + _LINGER_MS),
         )
     except (KafkaError, OSError) as exc:
         raise unreachable(kafka, exc) from None

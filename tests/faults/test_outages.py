@@ -4,6 +4,7 @@ Connect server that is not there."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -99,10 +100,14 @@ def test_bronze_survives_s3_stopped_mid_write_and_restarted(settings: Settings, 
         s3.down()
 
 
+def _alive(thread_name: str) -> bool:
+    return any(t.name == thread_name and t.is_alive() for t in threading.enumerate())
+
+
 def test_ingest_survives_kafka_stopped_mid_publish_and_restarted(settings: Settings, tmp_path: Path) -> None:
     """A second broker (its own Tansu) is stopped in the middle of an ingest: the stage fails with a clear
-    transient error saying how much was confirmed; after a restart, re-ingesting the same window (deterministic
-    event ids) leaves every observation in bronze exactly once."""
+    transient error saying how much was confirmed, and leaves no producer thread behind; after a restart,
+    re-ingesting the same window (deterministic event ids) leaves every observation in bronze exactly once."""
     from ingestion import ingest
     from ingestion.sources.replay import ReplaySource
     from tests.support import bronze_rows
@@ -134,6 +139,9 @@ def test_ingest_survives_kafka_stopped_mid_publish_and_restarted(settings: Setti
             ingest.run(other, source="replay", weather_source=StopsTheBroker(), **window)
         assert err.value.transient and str(err.value).startswith("Kafka confirmed ")
         assert "Traceback" not in str(err.value)
+        # the failed ingest closed its producer: no network thread is left retrying the stopped broker
+        thread = "weatherpipe-ingest-network-thread"
+        wait_for(lambda: not _alive(thread), what="the producer's thread to end", hang_guard_s=120)
         kafka.up()  # memory storage: the restarted broker is empty, the window is ingested again
         again = ingest.run(other, source="replay", **window)
         assert again.status == "success" and again.rows_out == again.rows_in > 400
