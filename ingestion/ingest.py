@@ -14,17 +14,15 @@ Invariants:
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from kafka.errors import KafkaError
-
 from ingestion.budget import CallBudget
 from ingestion.envelope import SOURCES, Envelope
+from ingestion.producer import close as close_producer
 from ingestion.producer import make_producer, publish
 from ingestion.sources.base import FetchFailure, FetchItem, Observation, ProviderUnreachable, WeatherSource
 from ingestion.sources.open_meteo import OpenMeteoArchiveSource, OpenMeteoSource
@@ -166,8 +164,7 @@ def _ingest(
         result.status = "failed"
         raise
     finally:
-        with contextlib.suppress(KafkaError):  # closing with undelivered messages must not hide the real error
-            producer.close(timeout=5)
+        close_producer(producer, timeout_s=5)
         result.metrics.failed_cities = failures
         if rejected:
             result.objects.append(_keep_rejected(res, source.name, result.run_id, rejected, redact))

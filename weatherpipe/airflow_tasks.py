@@ -185,7 +185,7 @@ def attach_shared_tests_to_their_last_model(
         test: {m for m in models if not any(m in ancestors(other) for other in models if other != m)}
         for test, models in models_of.items()
     }
-    out = {}
+    out: dict[str, list[str]] = {}
     for model, tests in tests_per_model.items():
         own = [t for t in tests if model in last[t]]
         out[model] = own or list(tests)
