@@ -96,8 +96,9 @@ def _hour(now: dt.datetime, back: int) -> tuple[dt.datetime, dt.datetime]:
     return end - dt.timedelta(hours=1), end
 
 
-def _phase(client: AirflowClient, fake: FakeWeatherApi, first_back: int, scheduled: bool) -> list[dict[str, Any]]:
-    now = dt.datetime.now(dt.UTC)
+def _phase(
+    client: AirflowClient, fake: FakeWeatherApi, now: dt.datetime, first_back: int, scheduled: bool
+) -> list[dict[str, Any]]:
     results = []
     for i in range(RUNS):
         start, end = _hour(now, first_back + i)
@@ -180,11 +181,13 @@ def run() -> list[BenchRow]:
                 fake.api_key = API_KEY
                 env = _env(settings, state, cities, fake, prefix)
                 with running(env, port, state / "airflow.log", timeout_s=600) as client:
-                    wide = _phase(client, fake, first_back=0, scheduled=True)
-                    plain = _plain_dbt_build(env, fake, _hour(dt.datetime.now(dt.UTC), 2 * RUNS)[1])
+                    # one clock for every hour the bench picks: a bench crossing an hour must not pick one twice
+                    now = dt.datetime.now(dt.UTC)
+                    wide = _phase(client, fake, now, first_back=0, scheduled=True)
+                    plain = _plain_dbt_build(env, fake, _hour(now, 2 * RUNS)[1])
                     shot = _screenshot(port, wide[-1]["run_id"], settings.state_dir / "bench" / "airflow-graph.png")
                     write_cities(cities, hundred[:3])
-                    narrow = _phase(client, fake, first_back=RUNS, scheduled=False)
+                    narrow = _phase(client, fake, now, first_back=RUNS, scheduled=False)
         finally:
             db.drop_schemas(settings.postgres, prefix)
         timelines = settings.state_dir / "bench" / "hourly-runs.json"
