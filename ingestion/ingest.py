@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 
 from ingestion.budget import CallBudget
 from ingestion.envelope import SOURCES, Envelope
-from ingestion.producer import close as close_producer
-from ingestion.producer import make_producer, publish
+from ingestion.producer import close_producer, make_producer, publish
 from ingestion.sources.base import FetchFailure, FetchItem, Observation, ProviderUnreachable, WeatherSource
 from ingestion.sources.open_meteo import OpenMeteoArchiveSource, OpenMeteoSource
 from ingestion.sources.openweather import OpenWeatherSource

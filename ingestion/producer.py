@@ -51,7 +51,7 @@ def make_producer(kafka: KafkaSettings) -> KafkaProducer:
         raise unreachable(kafka, exc) from None
 
 
-def close(producer: KafkaProducer, timeout_s: float) -> None:
+def close_producer(producer: KafkaProducer, timeout_s: float) -> None:
     """Close ``producer``, dropping what it could not deliver within ``timeout_s``: after a failed publish its
     batches stay queued until kafka-python's own delivery timeout (2 minutes). kafka-python's ``close`` raises when
     its flush times out, before it stops its network thread, which then outlives the stage; so that thread is stopped
