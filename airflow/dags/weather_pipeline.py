@@ -129,7 +129,7 @@ def _watch_the_build(group: DbtTaskGroup) -> None:
     """Each model task follows its node through the one `dbt build` while the build runs: it starts once its upstream
     models' tasks succeeded (Silver, for the first ones) and reads the build's results every 2 s in its own process,
     so the model tasks end a moment after the build instead of starting one dependency level at a time after it
-    (measured on 2 cores: 22-23 s for the group instead of 26 s; see the README's hourly rows). Cosmos's default
+    (on a slow 2-core machine: 22-23 s for the group instead of 26 s). Cosmos's default
     would defer each to the triggerer, which costs a second task start per model. A test of several models counts
     for the last of them, as in dbt (``attach_shared_tests_to_their_last_model``). A model or a model's tests that
     failed fail their own task, and its retry runs that node alone. The build itself is never retried (a second one
